@@ -1,0 +1,5 @@
+import sys
+
+from rsmoe.cli import main
+
+sys.exit(main())

@@ -1,0 +1,160 @@
+"""`rsmoe` command line: pipeline stages and the direct folder commands.
+
+    rsmoe stage NAME [--params FILE]          run one pipeline stage with params.yaml
+    rsmoe synth --out DIR --scenes N --seed S  write the embedded DOTA-format corpus
+    rsmoe validate RAW_DIR --report FILE      Great Expectations checks of a raw folder
+    rsmoe prepare RAW_DIR OUT_DIR             DOTA -> RSICap crops, captions, QA, splits
+    rsmoe params [--params FILE]              check params.yaml and print it resolved
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Callable
+
+from rsmoe.params import DEFAULT_PARAMS, load_params
+
+# Nothing in rsmoe may reach a hub at run time.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+log = logging.getLogger("rsmoe")
+
+
+def _params_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--params", type=Path, default=DEFAULT_PARAMS, help="params file (default: %(default)s)")
+
+
+def cmd_stage(args: argparse.Namespace) -> int:
+    from rsmoe import stages
+
+    params = load_params(args.params)
+    result = stages.load(args.name).run(params)
+    log.info("stage %s done: %s", args.name, json.dumps(result, default=str)[:500])
+    return 0
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from rsmoe.data.synth import synthesize
+
+    # Unset options come from params.yaml's `synth` section (or its defaults without a file).
+    cfg = load_params(args.params).synth if args.params.is_file() else _default("synth")
+    opts = {k: getattr(cfg, k) if getattr(args, k) is None else getattr(args, k)
+            for k in ("scenes", "seed", "min_size", "max_size")}
+    ids = synthesize(args.out, opts["scenes"], opts["seed"], min_size=opts["min_size"],
+                     max_size=opts["max_size"], progress=True)
+    print(f"wrote {len(ids)} scenes to {args.out} (images/ and labelTxt/)")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from rsmoe.data.validation import validate
+
+    params = load_params(args.params) if args.params.is_file() else None
+    cfg = params.validate_ if params else None
+    raw = Path(args.raw_dir)
+    captions = args.captions or _found(raw / "captions.json")
+    qa = args.qa or _found(raw / "annotations.json")
+    kwargs = {"captions": captions, "qa": qa, "progress": True}
+    if params:
+        kwargs["bands"] = params.data.bands
+    report = validate(raw, cfg or _default("validate_"), **kwargs)
+    args.report.parent.mkdir(parents=True, exist_ok=True)
+    report.to_json(args.report)
+    print(report.summary())
+    print(f"report: {args.report}")
+    return 0 if report.ok else 1
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from rsmoe.data.prepare import prepare
+    from rsmoe.data.report import ValidationReport
+
+    params = load_params(args.params) if args.params.is_file() else None
+    raw = Path(args.raw_dir)
+    report = ValidationReport.from_json(args.report) if args.report else None
+    stats = prepare(raw, args.out_dir, params.prepare if params else _default("prepare"),
+                    captions=args.captions or _found(raw / "captions.json"),
+                    qa=args.qa or _found(raw / "annotations.json"), report=report,
+                    bands=params.data.bands if params else (0, 1, 2))
+    print(json.dumps({k: stats[k] for k in ("scenes", "crops", "caption_sources")}))
+    return 0
+
+
+def cmd_params(args: argparse.Namespace) -> int:
+    params = load_params(args.params)
+    print(json.dumps(params.model_dump(mode="json", by_alias=True), indent=2))
+    return 0
+
+
+def _found(path: Path) -> Path | None:
+    return path if path.is_file() else None
+
+
+def _default(section: str):
+    from rsmoe.params import Params
+
+    return getattr(Params(), section)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from rsmoe.stages import STAGES
+
+    parser = argparse.ArgumentParser(prog="rsmoe", description="RS-MoE remote sensing captioning pipeline.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, fn: Callable[[argparse.Namespace], int], help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(fn=fn)
+        return p
+
+    p = add("stage", cmd_stage, "run one pipeline stage with the settings of params.yaml")
+    p.add_argument("name", choices=STAGES, help="stage name")
+    _params_arg(p)
+
+    p = add("synth", cmd_synth, "write the embedded DOTA-format corpus (deterministic)")
+    p.add_argument("--out", type=Path, required=True, help="output folder (gets images/ and labelTxt/)")
+    p.add_argument("--scenes", type=int, help="number of scenes (default: params.yaml synth.scenes)")
+    p.add_argument("--seed", type=int, help="random seed (default: synth.seed)")
+    p.add_argument("--min-size", type=int, help="smallest scene side in px (default: synth.min_size)")
+    p.add_argument("--max-size", type=int, help="largest scene side in px (default: synth.max_size)")
+    _params_arg(p)
+
+    for name, fn, help_ in (("validate", cmd_validate, "check a raw DOTA-format folder with Great Expectations"),
+                            ("prepare", cmd_prepare, "tile a raw DOTA-format folder into RSICap crops, captions and QA")):
+        p = add(name, fn, help_)
+        p.add_argument("raw_dir", type=Path, help="folder with images/ and labelTxt/")
+        if name == "prepare":
+            p.add_argument("out_dir", type=Path, help="output folder")
+            p.add_argument("--report", type=Path, help="validation report.json whose quarantined records to skip")
+        else:
+            p.add_argument("--report", type=Path, required=True, help="where to write report.json")
+        p.add_argument("--captions", type=Path, help="RSICap captions.json (default: RAW_DIR/captions.json if present)")
+        p.add_argument("--qa", type=Path, help="RSIEval annotations.json (default: RAW_DIR/annotations.json if present)")
+        _params_arg(p)
+
+    p = add("params", cmd_params, "check params.yaml and print it with defaults filled in")
+    _params_arg(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    from rsmoe.errors import USER_ERRORS
+
+    try:
+        return args.fn(args)
+    except USER_ERRORS as err:  # expected, explained failures: no traceback, just the message
+        print(f"rsmoe {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""`params.yaml` as typed models: the single configuration of every stage.
+
+Each top-level section is one model; unknown keys are rejected with an error that names the
+key, the file and the closest valid key, so a typo never silently falls back to a default.
+"""
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+DEFAULT_PARAMS = Path("params.yaml")
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PathsParams(Section):
+    """Every path the pipeline reads or writes, defined once (dvc.yaml templates from here)."""
+
+    raw: Path = Path("data/raw")
+    validated: Path = Path("artifacts/validate")
+    prepared: Path = Path("artifacts/prepared")
+    models: Path = Path("models")
+    metrics: Path = Path("metrics")
+    reports: Path = Path("reports")
+    cache: Path = Path(".cache/rsmoe")
+
+
+class SynthParams(Section):
+    """The embedded DOTA-format corpus (`rsmoe synth`)."""
+
+    scenes: int = Field(24, ge=1)
+    seed: int = 0
+    min_size: int = Field(1024, ge=512)
+    max_size: int = Field(1536, ge=512)
+
+    @model_validator(mode="after")
+    def _sizes(self) -> "SynthParams":
+        if self.max_size < self.min_size:
+            raise ValueError(f"max_size ({self.max_size}) is below min_size ({self.min_size})")
+        return self
+
+
+class DataParams(Section):
+    """Optional human annotations joined to the raw scenes, and how to read multi-band images."""
+
+    captions: Path | None = None  # RSICap-format captions.json, joined to crops by filename
+    qa: Path | None = None  # RSIEval-format annotations.json, joined to crops by filename
+    bands: tuple[int, int, int] = (0, 1, 2)  # which bands of a multi-band image are R, G, B
+
+
+QA_TYPES: tuple[str, ...] = (
+    "presence", "quantity", "color", "ab_position", "re_position", "area_comp", "road_ori",
+    "image", "scene", "reasoning",
+)
+
+
+class ValidateParams(Section):
+    """Thresholds of the Great Expectations suites (`rsmoe stage validate`)."""
+
+    min_side: int = Field(64, ge=1)  # px; smaller images are quarantined
+    max_side: int = Field(40000, ge=1)
+    coord_tolerance: float = Field(8.0, ge=0)  # px a polygon corner may stick out of the image
+    caption_min_words: int = Field(3, ge=1)
+    caption_max_words: int = Field(400, ge=1)
+    max_quarantine_fraction: float = Field(0.5, ge=0, le=1)  # more than this is a hard error
+
+
+class PrepareParams(Section):
+    """DOTA -> RSICap tiling and caption / QA writing (`rsmoe stage prepare`)."""
+
+    crop_size: int = Field(512, ge=32)
+    overlap: int = Field(128, ge=0)
+    keep_threshold: float = Field(0.7, gt=0, le=1)  # min visible fraction of an object to keep it
+    truncated_below: float = Field(0.98, gt=0, le=1)  # visible fraction under which it is truncated
+    splits: dict[Literal["train", "val", "test"], float] = {"train": 0.8, "val": 0.1, "test": 0.1}
+    split_seed: int = 0
+    skip_empty: bool = False  # drop crops without any object
+
+    @model_validator(mode="after")
+    def _check(self) -> "PrepareParams":
+        if self.overlap >= self.crop_size:
+            raise ValueError(f"overlap ({self.overlap}) must be smaller than crop_size ({self.crop_size})")
+        total = sum(self.splits.values())
+        if abs(total - 1.0) > 1e-6 or any(v < 0 for v in self.splits.values()):
+            raise ValueError(f"splits must be non-negative and sum to 1, got {dict(self.splits)} (sum {total})")
+        return self
+
+
+class Params(Section):
+    paths: PathsParams = PathsParams()
+    synth: SynthParams = SynthParams()
+    data: DataParams = DataParams()
+    validate_: ValidateParams = Field(ValidateParams(), alias="validate")
+    prepare: PrepareParams = PrepareParams()
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class ParamsError(ValueError):
+    """A params file that does not match the schema; the message says where and how to fix it."""
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Valid key names of the (nested) model at `loc`, by alias where one is set."""
+    for part in loc:
+        field = next((f for name, f in model.model_fields.items() if (f.alias or name) == part), None)
+        ann = getattr(field, "annotation", None)
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            return []
+        model = ann
+    return [f.alias or name for name, f in model.model_fields.items()]
+
+
+def _explain(err: ValidationError, source: str) -> str:
+    lines = []
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        where = ".".join(str(p) for p in loc) or "<top level>"
+        if e["type"] == "extra_forbidden":
+            valid = _fields_at(Params, loc[:-1])
+            close = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.5)
+            hint = f"did you mean '{close[0]}'?" if close else f"valid keys here: {', '.join(valid)}"
+            lines.append(f"{source}: unknown key '{where}': {hint}")
+        else:
+            lines.append(f"{source}: '{where}': {e['msg']} (got {e.get('input')!r})")
+    return "\n".join(lines)
+
+
+def parse_params(data: dict[str, Any] | None, source: str = "<params>") -> Params:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ParamsError(f"{source}: expected a mapping of sections at the top level, got {type(data).__name__}")
+    try:
+        return Params.model_validate(data)
+    except ValidationError as err:
+        raise ParamsError(_explain(err, source)) from None
+
+
+def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
+    """Read and check a params file; a missing file is an error (defaults live in the repo's file)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"{path}: params file not found; run from the repository root or pass --params FILE")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ParamsError(f"{path}: not valid YAML: {err}") from None
+    return parse_params(data, str(path))

@@ -1,0 +1,54 @@
+from pathlib import Path
+
+import pytest
+
+from rsmoe.params import Params, ParamsError, load_params, parse_params
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_repo_params_file_loads_and_matches_defaults():
+    params = load_params(REPO / "params.yaml")
+    assert params.prepare.crop_size == 512
+    assert params.validate_.coord_tolerance == 8.0
+    # The file states every default explicitly; keeping them equal avoids two sources of truth.
+    assert params == Params()
+
+
+def test_unknown_key_names_key_file_and_closest_valid_key(tmp_path):
+    f = tmp_path / "params.yaml"
+    f.write_text("prepare:\n  crop_sise: 256\n")
+    with pytest.raises(ParamsError) as err:
+        load_params(f)
+    msg = str(err.value)
+    assert str(f) in msg and "prepare.crop_sise" in msg and "did you mean 'crop_size'" in msg
+
+
+def test_unknown_section_suggests_section(tmp_path):
+    with pytest.raises(ParamsError, match="unknown key 'prepar'.*did you mean 'prepare'"):
+        parse_params({"prepar": {}}, "p.yaml")
+
+
+def test_unknown_key_without_close_match_lists_valid_keys():
+    with pytest.raises(ParamsError, match="valid keys here: .*min_side"):
+        parse_params({"validate": {"zzz": 1}}, "p.yaml")
+
+
+@pytest.mark.parametrize("data, fragment", [
+    ({"prepare": {"overlap": 600}}, "overlap"),
+    ({"prepare": {"splits": {"train": 0.5, "val": 0.1, "test": 0.1}}}, "sum to 1"),
+    ({"synth": {"scenes": 0}}, "synth.scenes"),
+    ({"prepare": {"crop_size": "big"}}, "prepare.crop_size"),
+])
+def test_bad_values_are_explained(data, fragment):
+    with pytest.raises(ParamsError, match=fragment):
+        parse_params(data, "p.yaml")
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ParamsError, match="not found"):
+        load_params(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("prepare: [1, 2\n")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        load_params(bad)
