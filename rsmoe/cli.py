@@ -147,11 +147,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    from rsmoe.errors import USER_ERRORS
+    from rsmoe.errors import user_errors
 
     try:
         return args.fn(args)
-    except USER_ERRORS as err:  # expected, explained failures: no traceback, just the message
+    except user_errors() as err:  # expected, explained failures: no traceback, just the message
         print(f"rsmoe {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -1,14 +1,26 @@
-"""The error types that explain a user's mistake (bad input, missing file, wrong params).
+"""Errors that explain a user's mistake (bad input, missing file, wrong params).
 
-The CLI prints these as one message and exits 2 instead of showing a traceback; anything else
-is a bug and keeps its traceback.
+`InputError` is the base of every bad-input error: it names the file, the record when there is
+one, the problem and the fix. The CLI prints `USER_ERRORS` as one message and exits 2 instead
+of showing a traceback; anything else is a bug and keeps its traceback.
 """
-from rsmoe.data.dota import LabelFormatError
-from rsmoe.data.images import ImageReadError
-from rsmoe.data.loaders import AnnotationError
-from rsmoe.params import ParamsError
-from rsmoe.stages import StageError
+from __future__ import annotations
 
-USER_ERRORS: tuple[type[BaseException], ...] = (
-    ParamsError, StageError, AnnotationError, ImageReadError, LabelFormatError, FileNotFoundError,
-)
+from pathlib import Path
+
+
+class InputError(ValueError):
+    def __init__(self, path: str | Path, problem: str, fix: str, record: object = None):
+        self.path, self.record, self.problem, self.fix = str(path), record, problem, fix
+        super().__init__(f"{self.where}: {problem}. Fix: {fix}")
+
+    @property
+    def where(self) -> str:
+        return self.path if self.record is None else f"{self.path}: {self.record}"
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    from rsmoe.params import ParamsError
+    from rsmoe.stages import StageError
+
+    return (InputError, ParamsError, StageError, FileNotFoundError)

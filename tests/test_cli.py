@@ -41,3 +41,20 @@ def test_prepare_on_missing_folder_is_a_clear_error(tmp_path, capsys):
     code = main(["prepare", str(tmp_path / "nowhere"), str(tmp_path / "out"), "--params", str(tmp_path / "none.yaml")])
     assert code == 2
     assert "no images folder" in capsys.readouterr().err
+
+
+def test_synth_validate_prepare_on_folders(tmp_path, capsys):
+    raw, none = tmp_path / "raw", tmp_path / "no-params.yaml"
+    assert main(["synth", "--out", str(raw), "--scenes", "2", "--seed", "1", "--min-size", "512",
+                 "--max-size", "600", "--params", str(none)]) == 0
+    assert sorted(p.name for p in (raw / "labelTxt").iterdir()) == ["P0000.txt", "P0001.txt"]
+    report = tmp_path / "report.json"
+    assert main(["validate", str(raw), "--report", str(report), "--params", str(none)]) == 0
+    assert report.is_file() and "verdict: OK" in capsys.readouterr().out
+    assert main(["prepare", str(raw), str(tmp_path / "out"), "--report", str(report), "--params", str(none)]) == 0
+    assert (tmp_path / "out" / "captions.json").is_file() and any((tmp_path / "out" / "images").iterdir())
+    # every image corrupt: a hard error, non-zero exit, and the report still written
+    for img in (raw / "images").iterdir():
+        img.write_bytes(b"\x89PNG broken")
+    assert main(["validate", str(raw), "--report", str(report), "--params", str(none)]) == 1
+    assert "FAILED" in capsys.readouterr().out

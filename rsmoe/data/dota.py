@@ -11,14 +11,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rsmoe.data.records import DOTA_V15_CLASSES, DotaLabel, DotaObject
+from rsmoe.errors import InputError
 
 
-class LabelFormatError(ValueError):
+class LabelFormatError(InputError):
     """A labelTxt row that cannot be used; names the file, the line and the fix."""
 
     def __init__(self, path: str | Path, line: int, problem: str, fix: str):
-        self.path, self.line, self.problem, self.fix = str(path), line, problem, fix
-        super().__init__(f"{path}:{line}: {problem}. Fix: {fix}")
+        self.line = line
+        super().__init__(path, problem, fix, record=line)
+
+    @property
+    def where(self) -> str:
+        return f"{self.path}:{self.line}"
 
 
 @dataclass(frozen=True)

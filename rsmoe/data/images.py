@@ -24,6 +24,8 @@ import numpy as np
 import tifffile
 from PIL import Image, ImageFile, UnidentifiedImageError
 
+from rsmoe.errors import InputError
+
 # Extensions the pipeline lists in RAW_DIR/images (validate and prepare must agree on them).
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
 # Pillow formats we let it open: no EPS/PDF (they shell out), nothing exotic.
@@ -34,13 +36,13 @@ _STRETCH_SAMPLE = 1 << 22  # percentiles from at most ~4M pixels per band (strid
 _ALPHA = (1, 2)  # TIFF ExtraSamples: associated / unassociated alpha
 
 
-class ImageReadError(ValueError):
+class ImageReadError(InputError):
     """An image that cannot be used. `kind` is one of: missing, empty, not_image, truncated,
     corrupt, unsupported, bands, too_large."""
 
     def __init__(self, path: str | Path, problem: str, fix: str, kind: str = "corrupt"):
-        self.path, self.problem, self.fix, self.kind = str(path), problem, fix, kind
-        super().__init__(f"{path}: {problem}. Fix: {fix}")
+        self.kind = kind
+        super().__init__(path, problem, fix)
 
 
 @dataclass(frozen=True)

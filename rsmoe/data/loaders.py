@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any, Collection
 
 from rsmoe.data.report import normalize_qa_type
+from rsmoe.errors import InputError
 
 
-class AnnotationError(ValueError):
+class AnnotationError(InputError):
     def __init__(self, path: str | Path, record: str, problem: str, fix: str):
-        self.path, self.record, self.problem, self.fix = str(path), record, problem, fix
-        super().__init__(f"{path}: {record}: {problem}. Fix: {fix}")
+        super().__init__(path, problem, fix, record=record)
 
 
 @dataclass(frozen=True)
