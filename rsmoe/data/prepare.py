@@ -1,0 +1,234 @@
+"""DOTA scenes -> RSICap-format crops, captions (with aspect segments) and RSIEval-format QA.
+
+Layout written to OUT_DIR:
+    images/P0000_0000.png ...   512x512 crops, named {scene}_{crop index:04d} like RSICap
+    captions.json               RSICap format + our fields (scene, window, split, objects, segments)
+    qa.json                     RSIEval format + split
+    splits.json                 {"train": [scene ids], "val": [...], "test": [...]}
+    stats.json                  counts per split, caption sources, objects per class
+
+Splits are made by source scene, so crops of one scene never straddle train and test. A human
+caption (real RSICap) or human QA (real RSIEval) joined by filename wins over a generated one.
+The output is built in a sibling `.partial` folder and swapped in at the end, so a killed run
+never leaves a half-written dataset behind and rerunning starts clean.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+from collections import Counter
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw
+from tqdm import tqdm
+
+from rsmoe.data.aspects import split_caption
+from rsmoe.data.describe import color_name, describe, land_cover, make_qa
+from rsmoe.data.dota import LabelFormatError, parse_row, read_label_rows
+from rsmoe.data.images import ImageReadError, list_images, load_rgb, save_png
+from rsmoe.data.loaders import CaptionRecord, EvalRecord, load_rsicap, load_rsieval
+from rsmoe.data.records import CropObject, DotaObject
+from rsmoe.data.tiling import Window, clip_objects, crop_pixels, windows
+from rsmoe.data.report import ValidationReport
+from rsmoe.params import PrepareParams
+
+log = logging.getLogger(__name__)
+
+# RSICap's own instructions; generated captions get one of them, chosen by filename.
+INSTRUCTIONS = (
+    "Describe this image in detail.",
+    "Take a look at this image and describe what you notice.",
+    "Please provide a detailed description of the picture.",
+    "Could you describe the contents of this image for me?",
+)
+CROP_NAME = re.compile(r"^P\d{4,}_\d{4}$")  # an image that already is an RSICap crop
+
+
+def stable_index(key: str, n: int) -> int:
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") % n
+
+
+def assign_splits(scene_ids: list[str], fractions: dict[str, float], seed: int) -> dict[str, str]:
+    """Scene id -> split. Largest-remainder counts; every split with a share gets >= 1 scene
+    when there are enough scenes; the order is a seeded permutation of the sorted ids."""
+    ids = sorted(scene_ids)
+    names = [s for s in ("train", "val", "test") if fractions.get(s, 0) > 0]
+    n = len(ids)
+    exact = {s: fractions[s] * n for s in names}
+    counts = {s: int(exact[s]) for s in names}
+    for s in sorted(names, key=lambda s: exact[s] - counts[s], reverse=True)[: n - sum(counts.values())]:
+        counts[s] += 1
+    if n >= len(names):
+        for s in names:
+            while counts[s] == 0:
+                donor = max(names, key=lambda d: counts[d])
+                counts[donor] -= 1
+                counts[s] += 1
+    order = [ids[i] for i in np.random.default_rng(seed).permutation(n)]
+    out, pos = {}, 0
+    for s in names:
+        for sid in order[pos:pos + counts[s]]:
+            out[sid] = s
+        pos += counts[s]
+    return out
+
+
+def object_colour(crop: np.ndarray, obj: CropObject) -> str | None:
+    """Colour name of the object's own pixels inside its clipped polygon.
+
+    A box also covers background (the ground between a plane's wings, the grass inside a
+    running track), so pixels close to the colour of a ring just outside the box are left out
+    when enough others remain; what is left is summarised by its median.
+    """
+    h, w = crop.shape[:2]
+    inner, outer = Image.new("L", (w, h), 0), Image.new("L", (w, h), 0)
+    pts = [tuple(p) for p in obj.polygon]
+    ImageDraw.Draw(inner).polygon(pts, fill=1)
+    ImageDraw.Draw(outer).polygon(pts, fill=1, outline=1, width=7)
+    m, ring = np.asarray(inner, dtype=bool), np.asarray(outer, dtype=bool)
+    if not m.any():
+        x, y = int(min(max(obj.center[0], 0), w - 1)), int(min(max(obj.center[1], 0), h - 1))
+        return color_name(tuple(float(v) for v in crop[y, x]))
+    pixels = crop[m].astype(np.float32)  # (P, 3)
+    ring &= ~m
+    if ring.any():
+        background = crop[ring].astype(np.float32).mean(axis=0)
+        own = pixels[np.linalg.norm(pixels - background, axis=1) > 40.0]
+        if len(own) >= max(4, 0.15 * len(pixels)):
+            pixels = own
+    return color_name(tuple(float(v) for v in np.median(pixels, axis=0)))
+
+
+def scene_objects(label_path: Path, skip_lines: set[int]) -> list[DotaObject]:
+    """Objects of a labelTxt file, skipping quarantined lines (and, without a report, bad ones)."""
+    if not label_path.is_file():
+        return []
+    _, rows = read_label_rows(label_path)
+    objects = []
+    for row in rows:
+        if row.line in skip_lines:
+            continue
+        try:
+            objects.append(parse_row(row, label_path))
+        except LabelFormatError as err:
+            log.warning("skipping %s", err)
+    return objects
+
+
+class _Writer:
+    """Accumulates crops, captions and QA for one prepare run."""
+
+    def __init__(self, out: Path, cfg: PrepareParams, human_caps: dict[str, CaptionRecord],
+                 human_qa: dict[str, EvalRecord]):
+        self.out, self.cfg, self.human_caps, self.human_qa = out, cfg, human_caps, human_qa
+        self.captions: list[dict[str, Any]] = []
+        self.qa: list[dict[str, Any]] = []
+        (out / "images").mkdir(parents=True)
+
+    def add(self, name: str, scene: str, split: str, win: Window, crop: np.ndarray, objects: list[CropObject]) -> None:
+        filename = f"{name}.png"
+        if self.cfg.skip_empty and not objects and filename not in self.human_caps:
+            return
+        save_png(self.out / "images" / filename, crop)
+        cover = land_cover(crop)
+        human = self.human_caps.get(filename)
+        if human is not None:
+            instruction, text, segments, source = human.instruction, human.caption, split_caption(human.caption), "human"
+        else:
+            gen = describe(objects, cover, self.cfg.crop_size, key=filename)
+            segments = {k: v for k, v in gen.items() if k != "text"}
+            instruction, text, source = INSTRUCTIONS[stable_index(filename, len(INSTRUCTIONS))], gen["text"], "generated"
+        self.captions.append({
+            "image_id": str(len(self.captions)) if human is None else human.image_id,
+            "filename": filename, "text_input": instruction, "text_output": text,
+            "scene": scene, "split": split, "window": [win.left, win.top, win.size], "caption_source": source,
+            "segments": segments, "land_cover": {k: round(v, 4) for k, v in cover.items()},
+            "objects": [asdict(o) for o in objects],
+        })
+        hq = self.human_qa.get(filename)
+        if hq is not None:
+            pairs = [{"question": p.question, "answer": p.answer, "type": p.type} for p in hq.qa]
+            caption = hq.caption or text
+        else:
+            pairs, caption = make_qa(objects, cover, self.cfg.crop_size, key=filename), text
+        if pairs:
+            self.qa.append({"filename": filename, "caption": caption, "split": split,
+                            "qa_source": "human" if hq is not None else "generated", "qa_pairs": pairs})
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _swap_in(tmp: Path, out: Path) -> None:
+    old = out.with_name(out.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if out.exists():
+        out.rename(old)
+    tmp.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def prepare(raw_dir: str | Path, out_dir: str | Path, cfg: PrepareParams, *, captions: Path | None = None,
+            qa: Path | None = None, report: ValidationReport | None = None, bands: tuple[int, int, int] = (0, 1, 2),
+            progress: bool = True) -> dict[str, Any]:
+    """Tile, clip, caption and split a raw DOTA-format folder; returns the stats written to stats.json."""
+    raw_dir, out_dir = Path(raw_dir), Path(out_dir)
+    image_dir = raw_dir / "images"
+    if not image_dir.is_dir():
+        raise FileNotFoundError(f"{image_dir}: no images folder; expected RAW_DIR/images and RAW_DIR/labelTxt "
+                                f"(run `rsmoe synth --out {raw_dir}` for the embedded corpus)")
+    bad_images = report.quarantined_images() if report else set()
+    bad_lines = report.quarantined_label_lines() if report else {}
+    human_caps = {r.filename: r for r in load_rsicap(
+        captions, skip=report.quarantined_caption_indices() if report else ())} if captions else {}
+    human_qa = {r.filename: r for r in load_rsieval(
+        qa, skip=report.quarantined_qa_annotation_indices() if report else (),
+        skip_pairs=report.quarantined_qa_indices() if report else ())} if qa else {}
+
+    paths = [p for p in list_images(image_dir) if p.stem not in bad_images]
+    split_of = assign_splits([p.stem for p in paths], dict(cfg.splits), cfg.split_seed)
+    tmp = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    writer = _Writer(tmp, cfg, human_caps, human_qa)
+    objects_per_class: Counter[str] = Counter()
+    for path in tqdm(paths, desc="prepare", unit="scene", disable=not progress):
+        scene = path.stem
+        try:
+            rgb = load_rgb(path, bands)
+        except ImageReadError as err:  # validate quarantines these; without a report we skip them too
+            log.warning("skipping %s", err)
+            continue
+        objects = scene_objects(raw_dir / "labelTxt" / f"{scene}.txt", bad_lines.get(scene, set()))
+        is_crop = CROP_NAME.match(scene) is not None
+        for win in windows(rgb.shape[1], rgb.shape[0], cfg.crop_size, cfg.overlap)[: 1 if is_crop else None]:
+            crop = crop_pixels(rgb, win)
+            kept = [replace(o, color=object_colour(crop, o))
+                    for o in clip_objects(objects, win, cfg.keep_threshold, cfg.truncated_below)]
+            objects_per_class.update(o.category for o in kept)
+            writer.add(scene if is_crop else f"{scene}_{win.index:04d}", scene, split_of[scene], win, crop, kept)
+
+    stats = {
+        "scenes": len(paths),
+        "crops": {s: sum(c["split"] == s for c in writer.captions) for s in ("train", "val", "test")},
+        "caption_sources": dict(Counter(c["caption_source"] for c in writer.captions)),
+        "qa_pairs": dict(Counter(p["type"] for a in writer.qa for p in a["qa_pairs"])),
+        "objects_per_class": dict(sorted(objects_per_class.items())),
+        "unjoined_human_captions": sorted(set(human_caps) - {c["filename"] for c in writer.captions}),
+    }
+    _write_json(tmp / "captions.json", {"annotations": writer.captions})
+    _write_json(tmp / "qa.json", {"annotations": writer.qa})
+    _write_json(tmp / "splits.json", {s: sorted(k for k, v in split_of.items() if v == s) for s in ("train", "val", "test")})
+    _write_json(tmp / "stats.json", stats)
+    _swap_in(tmp, out_dir)
+    if stats["unjoined_human_captions"]:
+        log.warning("%d human captions matched no crop (first: %s); check crop_size/overlap and file names",
+                    len(stats["unjoined_human_captions"]), stats["unjoined_human_captions"][0])
+    return stats
