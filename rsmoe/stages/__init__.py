@@ -1,0 +1,21 @@
+"""Pipeline stages: one module per stage, each with `run(params) -> dict`.
+
+`STAGES` is the pipeline order; dvc.yaml and the Prefect flow declare the same list (a test
+keeps the three in sync).
+"""
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+STAGES: tuple[str, ...] = ("validate", "prepare")
+
+
+class StageError(RuntimeError):
+    """A stage that cannot finish; the message says why and what to do."""
+
+
+def load(name: str) -> ModuleType:
+    if name not in STAGES:
+        raise StageError(f"unknown stage '{name}'; stages are: {', '.join(STAGES)}")
+    return importlib.import_module(f"rsmoe.stages.{name}")

@@ -1,0 +1,44 @@
+"""The stage lists of rsmoe/stages, dvc.yaml and the Prefect flow are one list."""
+import pkgutil
+from pathlib import Path
+
+import yaml
+
+import rsmoe.stages
+from rsmoe.stages import STAGES
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_stage_modules_dvc_and_flow_agree():
+    modules = sorted(m.name for m in pkgutil.iter_modules(rsmoe.stages.__path__))
+    assert sorted(STAGES) == modules
+    dvc_stages = list(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"])
+    assert dvc_stages == list(STAGES)
+    from flows.pipeline import TASKS, pipeline
+
+    assert [t.name for t in TASKS] == list(STAGES)
+    assert pipeline.name == "rsmoe"
+
+
+def test_every_dvc_stage_runs_its_stage_module_and_reads_declared_params():
+    from rsmoe.params import Params
+
+    spec = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    sections = set(Params.model_fields) | {"validate"}
+    for name, stage in spec.items():
+        assert stage["cmd"] == f"rsmoe stage {name}"
+        assert set(stage["params"]) <= sections, name
+        assert f"rsmoe/stages/{name}.py" in stage["deps"]
+
+
+def test_flow_runs_every_stage_through_dvc_in_order(monkeypatch):
+    from prefect.testing.utilities import prefect_test_harness
+
+    import flows.pipeline as fp
+
+    calls = []
+    monkeypatch.setattr(fp, "dvc_repro", lambda stage, force=False: calls.append((stage, force)))
+    with prefect_test_harness(server_startup_timeout=60):
+        fp.pipeline(force=True)
+    assert calls == [(s, True) for s in STAGES]
