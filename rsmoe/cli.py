@@ -5,6 +5,7 @@
     rsmoe validate RAW_DIR --report FILE      Great Expectations checks of a raw folder
     rsmoe prepare RAW_DIR OUT_DIR             DOTA -> RSICap crops, captions, QA, splits
     rsmoe params [--params FILE]              check params.yaml and print it resolved
+    rsmoe model --preset NAME [--experts N]   build a model preset, print its parameter table
 """
 from __future__ import annotations
 
@@ -91,6 +92,24 @@ def cmd_params(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_model(args: argparse.Namespace) -> int:
+    import torch
+
+    from rsmoe.model import RSMoE, get_preset
+
+    overrides = {"experts": args.experts} if args.experts else {}
+    preset = get_preset(args.preset, **overrides)
+    if args.meta:  # shapes only: the paper presets' real sizes without their weights
+        with torch.device("meta"):
+            model = RSMoE(preset, load_weights=False)
+    else:
+        model = RSMoE(preset)
+    for mode in ("stage1", "stage2", "one-stage"):
+        model.set_stage(mode)
+        print(model.summary(), end="\n\n")
+    return 0
+
+
 def _found(path: Path) -> Path | None:
     return path if path.is_file() else None
 
@@ -140,6 +159,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("params", cmd_params, "check params.yaml and print it with defaults filled in")
     _params_arg(p)
+
+    from rsmoe.model.presets import PRESETS
+
+    p = add("model", cmd_model, "build a model preset and print its trainable / frozen parameters per stage")
+    p.add_argument("--preset", choices=list(PRESETS), default="small", help="model preset (default: %(default)s)")
+    p.add_argument("--experts", type=int, choices=[1, 2, 3, 4], help="number of experts N (default: the preset's)")
+    p.add_argument("--meta", action="store_true", help="build on the meta device: sizes only, no weights needed")
     return parser
 
 

@@ -20,7 +20,8 @@ class InputError(ValueError):
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
+    from rsmoe.model.weights import WeightsError
     from rsmoe.params import ParamsError
     from rsmoe.stages import StageError
 
-    return (InputError, ParamsError, StageError, FileNotFoundError)
+    return (InputError, ParamsError, StageError, WeightsError, FileNotFoundError)

@@ -8,6 +8,9 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
 REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# converted pretrained weights (SmolLM2 from GGUF, EfficientNet from .pth) are shared with make run
+os.environ.setdefault("RSMOE_CACHE", str(REPO / ".cache" / "rsmoe"))
 SHARED_DATA = REPO.parent / "shared" / "data"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 

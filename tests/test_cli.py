@@ -6,7 +6,7 @@ import pytest
 
 from rsmoe.cli import build_parser, main
 
-SUBCOMMANDS = ["stage", "synth", "validate", "prepare", "params"]
+SUBCOMMANDS = ["stage", "synth", "validate", "prepare", "params", "model"]
 
 
 def test_top_level_help_lists_subcommands():
@@ -58,3 +58,15 @@ def test_synth_validate_prepare_on_folders(tmp_path, capsys):
         img.write_bytes(b"\x89PNG broken")
     assert main(["validate", str(raw), "--report", str(report), "--params", str(none)]) == 1
     assert "FAILED" in capsys.readouterr().out
+
+
+def test_model_prints_parameter_table(capsys):
+    assert main(["model", "--preset", "paper-1b", "--meta", "--experts", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "preset=paper-1b experts=theme,details mode=stage2" in out
+    assert "1,235,814,400" in out  # Llama-3.2-1B, frozen
+
+
+def test_model_without_local_weights_is_a_clear_error(capsys):
+    assert main(["model", "--preset", "paper-7b"]) == 2
+    assert "set model.image_encoder.path" in capsys.readouterr().err

@@ -1,0 +1,345 @@
+"""RS-MoE: frozen image encoder -> instruction-aware Q-Former -> (Stage I) one LLM, or
+(Stage II) the Instruction Router's soft prompts and N experts that are named LoRA adapters on
+one frozen base LLM. The caption is the experts' segments joined in expert order.
+
+    image ─► ImageEncoder ─► F_I (B, T, D_img)
+    T ─► VLMEncoder(Q, T, F_I) ─► F_VLM (B, Q, D)
+    Stage I : [F_VLM ; E(T)] ─► LLM + adapter "stage1" ─► caption
+    Stage II: P_i = Router(T, F_VLM)_i (B, M, D);  [F_VLM ; P_i ; E(T_i)] ─► LLM + adapter i ─► segment i
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from peft import LoraConfig, get_peft_model
+from PIL import Image
+from torch import nn
+
+from rsmoe.model.encoders import build_image_encoder, preprocess
+from rsmoe.model.experts import mixed_adapters, separate_copies
+from rsmoe.model.llm import build_llm
+from rsmoe.model.presets import DEFAULT_INSTRUCTION, EXPERT_INSTRUCTIONS, LLM_LORA_TARGETS, Preset
+from rsmoe.model.router import InstructionRouter
+from rsmoe.model.vlm import VLMEncoder, qformer_tokenizer
+
+STAGE1 = "stage1"  # the Stage I LLM adapter, later propagated into every expert
+TRAINING_MODES = ("stage1", "stage2", "one-stage", "frozen")
+IGNORE = -100
+
+
+@dataclass
+class Row:
+    """One LLM sequence: image `image`, decoded by `adapter`, with or without a router prompt."""
+
+    image: int
+    adapter: str
+    prompt: str  # the text instruction that goes to the LLM (T or T_i)
+    instruction: str  # the user instruction T (Q-Former and router condition)
+    router: bool
+    target: str | None = None
+
+
+@dataclass
+class ModelOutput:
+    loss: torch.Tensor  # mean over the adapters present of their token-mean cross-entropy
+    losses: dict[str, torch.Tensor] = field(default_factory=dict)  # per adapter (expert)
+    tokens: dict[str, int] = field(default_factory=dict)  # target tokens per adapter
+
+
+@dataclass
+class Caption:
+    text: str  # the segments joined in expert order
+    segments: dict[str, str]
+
+
+class RSMoE(nn.Module):
+    def __init__(self, preset: Preset, *, load_weights: bool = True, cache: Path | str | None = None):
+        super().__init__()
+        self.preset = preset
+        self.experts: tuple[str, ...] = preset.expert_names
+        # Every randomly initialised part is drawn from the preset's seed, in a fixed order, so
+        # that from_pretrained rebuilds the same frozen random weights (fingerprints check it).
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(preset.seed)
+            self.image_encoder = build_image_encoder(preset.image_encoder, load_weights=load_weights)
+            llm, self.tokenizer = build_llm(preset.llm, load_weights=load_weights, cache=cache)
+            llm.requires_grad_(False)
+            dim = llm.config.hidden_size
+            self.vlm = VLMEncoder(preset.qformer, self.image_encoder.out_dim, dim, load_weights=load_weights)
+            self.vlm.requires_grad_(False)
+            self.vlm.add_lora(preset.qformer_lora)
+            lora = preset.llm_lora
+            cfg = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                             target_modules=list(LLM_LORA_TARGETS), task_type="CAUSAL_LM")
+            self.llm = get_peft_model(llm, cfg, adapter_name=STAGE1)
+            for name in self.experts:
+                self.llm.add_adapter(name, cfg)
+            self.router = InstructionRouter(self.experts, dim, preset.router_context, preset.router_hidden)
+        self.qformer_tokenizer = qformer_tokenizer(preset.qformer) if load_weights else None
+        self.separate: nn.ModuleDict | None = None
+        self.set_stage("frozen")
+        self.eval()  # like from_pretrained models: dropout off until a training loop calls train()
+
+    # ------------------------------------------------------------------ parameters
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Every parameter in exactly one named group (the trainable ones and the frozen bases)."""
+        groups: dict[str, list[nn.Parameter]] = {"image_encoder": list(self.image_encoder.parameters())}
+        for name, p in self.vlm.named_parameters():
+            key = ("qformer_lora" if "lora_" in name else "queries" if name == "query_tokens"
+                   else "projection" if name.startswith("projection.") else "qformer_base")
+            groups.setdefault(key, []).append(p)
+        for name, p in self.llm.named_parameters():
+            adapter = _adapter_of(name)
+            groups.setdefault(f"llm_lora:{adapter}" if adapter else "llm_base", []).append(p)
+        groups["router"] = list(self.router.parameters())
+        return groups
+
+    def trainable_groups(self, mode: str) -> tuple[str, ...]:
+        vlm = ("qformer_lora", "queries", "projection")
+        experts = tuple(f"llm_lora:{e}" for e in self.experts)
+        return {"stage1": vlm + (f"llm_lora:{STAGE1}",), "stage2": ("router",) + experts,
+                "one-stage": vlm + ("router",) + experts, "frozen": ()}[mode]
+
+    def set_stage(self, mode: str) -> None:
+        """Make exactly the parameters trained in `mode` require grad (paper III-C, III-E)."""
+        if mode not in TRAINING_MODES:
+            raise ValueError(f"unknown training mode {mode!r}; choose one of {', '.join(TRAINING_MODES)}")
+        trainable = set(self.trainable_groups(mode))
+        for name, params in self.parameter_groups().items():
+            for p in params:
+                p.requires_grad_(name in trainable)
+        self.mode = mode
+
+    def summary(self) -> str:
+        """A trainable / frozen parameter table, per group."""
+        lines = [f"RSMoE preset={self.preset.name} experts={','.join(self.experts)} mode={self.mode}",
+                 f"{'group':<24}{'trainable':>14}{'frozen':>14}"]
+        total = [0, 0]
+        for name, params in self.parameter_groups().items():
+            t = sum(p.numel() for p in params if p.requires_grad)
+            f = sum(p.numel() for p in params if not p.requires_grad)
+            total[0] += t
+            total[1] += f
+            lines.append(f"{name:<24}{t:>14,}{f:>14,}")
+        lines.append(f"{'total':<24}{total[0]:>14,}{total[1]:>14,}")
+        return "\n".join(lines)
+
+    def train(self, mode: bool = True) -> "RSMoE":
+        super().train(mode)
+        self.image_encoder.eval()  # frozen, and EfficientNet's BatchNorm must not update
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return self.router.context[self.experts[0]].device
+
+    # ------------------------------------------------------------------ encoders
+
+    def pixel_values(self, images: Sequence[np.ndarray | Image.Image]) -> torch.Tensor:
+        return preprocess(images, self.preset.image_encoder).to(self.device)
+
+    @torch.no_grad()
+    def image_tokens(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) -> F_I (B, T, D_img); the encoder is frozen, so no graph is kept."""
+        return self.image_encoder(pixel_values.to(self.device))
+
+    def vlm_features(self, image_tokens: torch.Tensor, instructions: Sequence[str]) -> torch.Tensor:
+        """F_I (B, T, D_img) and one instruction per image -> F_VLM (B, Q, D)."""
+        enc = self.qformer_tokenizer(list(instructions), padding=True, truncation=True, return_tensors="pt",
+                                     max_length=self.preset.qformer.max_instruction_tokens).to(self.device)
+        return self.vlm(image_tokens.to(self.device), enc.input_ids, enc.attention_mask)
+
+    # ------------------------------------------------------------------ training forwards
+
+    def forward_stage1(self, captions: Sequence[str], *, image_tokens: torch.Tensor,
+                       instructions: Sequence[str] | None = None) -> ModelOutput:
+        """Stage I: the single LLM (adapter `stage1`) on the full caption, no router."""
+        instructions = _per_image(instructions, len(captions))
+        rows = [Row(b, STAGE1, instructions[b], instructions[b], False, c) for b, c in enumerate(captions)]
+        return self._loss(self.vlm_features(image_tokens, instructions), rows)
+
+    def forward_experts(self, segments: Sequence[dict[str, str]], *, image_tokens: torch.Tensor | None = None,
+                        vlm_features: torch.Tensor | None = None,
+                        instructions: Sequence[str] | None = None) -> ModelOutput:
+        """Stage II and one-stage: each expert's loss on its own segment of each caption, with its
+        router prompt and aspect instruction; an empty segment is masked (no row at all).
+        Stage II may pass cached `vlm_features` (the VLM encoder is frozen there)."""
+        instructions = _per_image(instructions, len(segments))
+        if vlm_features is None:
+            vlm_features = self.vlm_features(image_tokens, instructions)
+        rows = [Row(b, e, EXPERT_INSTRUCTIONS[e], instructions[b], True, seg[e].strip())
+                for b, seg in enumerate(segments) for e in self.experts if seg.get(e, "").strip()]
+        if not rows:
+            raise ValueError("no expert has a non-empty segment in this batch")
+        return self._loss(vlm_features, rows)
+
+    def _loss(self, vlm_features: torch.Tensor, rows: list[Row]) -> ModelOutput:
+        embeds, mask, labels = self._assemble(vlm_features, rows, left_pad=False)
+        with mixed_adapters(self.llm, [r.adapter for r in rows]):
+            logits = self.llm(inputs_embeds=embeds, attention_mask=mask).logits  # (R, L, V)
+        targets = labels[:, 1:]
+        ce = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), targets, ignore_index=IGNORE,
+                             reduction="none")  # (R, L-1)
+        row_sum, row_n = ce.sum(1), (targets != IGNORE).sum(1)
+        losses, tokens = {}, {}
+        for adapter in dict.fromkeys(r.adapter for r in rows):
+            idx = torch.tensor([i for i, r in enumerate(rows) if r.adapter == adapter], device=ce.device)
+            n = int(row_n[idx].sum())
+            losses[adapter] = row_sum[idx].sum() / max(n, 1)
+            tokens[adapter] = n
+        return ModelOutput(torch.stack(list(losses.values())).mean(), losses, tokens)
+
+    # ------------------------------------------------------------------ sequences
+
+    def _assemble(self, vlm_features: torch.Tensor, rows: list[Row], *, left_pad: bool):
+        """Rows -> inputs_embeds (R, L, D), attention mask (R, L), labels (R, L) (-100 off target).
+
+        Each row is [F_VLM[image] (Q) ; P_i (M, router rows only) ; E(prompt) ; E(target + eos)].
+        Training pads on the right, generation on the left (so every row ends where decoding starts).
+        """
+        embed = self.llm.get_input_embeddings()
+        dtype = embed.weight.dtype
+        prompts = self._token_ids([self.preset.llm.prompt_template.format(instruction=r.prompt) for r in rows])
+        prefix = []
+        router_rows = [i for i, r in enumerate(rows) if r.router]
+        soft: dict[int, torch.Tensor] = {}
+        if router_rows:
+            rdtype = self.router.context[self.experts[0]].dtype
+            pooled_t = torch.stack([embed(torch.tensor(ids, device=self.device)).mean(0) for ids in
+                                    self._token_ids([rows[i].instruction for i in router_rows])]).to(rdtype)
+            pooled_v = vlm_features[[rows[i].image for i in router_rows]].mean(1).to(rdtype)
+            prompts_p = self.router(pooled_t, pooled_v, [rows[i].adapter for i in router_rows])  # (R', M, D)
+            soft = dict(zip(router_rows, prompts_p.to(dtype)))
+        eos = self.tokenizer.eos_token_id
+        targets = self._token_ids([r.target or "" for r in rows])
+        seqs, labels = [], []
+        for i, r in enumerate(rows):
+            parts = [vlm_features[r.image].to(dtype)]
+            if i in soft:
+                parts.append(soft[i])
+            ids = prompts[i] + (targets[i] + [eos] if r.target is not None else [])
+            parts.append(embed(torch.tensor(ids, device=self.device)))
+            seq = torch.cat(parts)
+            n_target = len(targets[i]) + 1 if r.target is not None else 0
+            seqs.append(seq)
+            labels.append([IGNORE] * (len(seq) - n_target) + ids[len(ids) - n_target:])
+            prefix.append(len(seq))
+        width = max(prefix)
+        dim = seqs[0].shape[-1]
+        out = seqs[0].new_zeros(len(rows), width, dim)
+        mask = torch.zeros(len(rows), width, dtype=torch.long, device=self.device)
+        lab = torch.full((len(rows), width), IGNORE, dtype=torch.long, device=self.device)
+        for i, (seq, lb) in enumerate(zip(seqs, labels)):
+            sl = slice(width - len(seq), width) if left_pad else slice(0, len(seq))
+            out[i, sl] = seq
+            mask[i, sl] = 1
+            lab[i, sl] = torch.tensor(lb, device=self.device)
+        return out, mask, lab
+
+    def _token_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        return self.tokenizer(list(texts), add_special_tokens=False).input_ids
+
+    # ------------------------------------------------------------------ generation
+
+    @contextmanager
+    def _inference(self) -> Iterator[None]:
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                yield
+        finally:
+            self.train(was_training)
+
+    def generate_rows(self, vlm_features: torch.Tensor, rows: list[Row], *, max_new_tokens: int | None = None,
+                      sequential: bool = False, min_new_tokens: int = 0) -> list[str]:
+        """Greedy-decode every row. By default all rows, whatever their expert, go through ONE
+        mixed-adapter `generate` call; `sequential=True` decodes expert after expert instead
+        (on the separate copies when `use_separate_copies()` was called)."""
+        max_new_tokens = max_new_tokens or self.preset.max_new_tokens
+        with self._inference():
+            embeds, mask, _ = self._assemble(vlm_features, rows, left_pad=True)
+            kwargs = dict(max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, do_sample=False, num_beams=1,
+                          pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id)
+            names = [r.adapter for r in rows]
+            if not sequential:
+                ids = self.llm.generate(inputs_embeds=embeds, attention_mask=mask, adapter_names=names, **kwargs)
+                tokens = [ids[i].tolist() for i in range(len(rows))]
+            else:
+                tokens = [[] for _ in rows]
+                for name in dict.fromkeys(names):
+                    idx = [i for i, n in enumerate(names) if n == name]
+                    if self.separate is not None and name in self.separate:
+                        out = self.separate[name].generate(inputs_embeds=embeds[idx], attention_mask=mask[idx], **kwargs)
+                    else:
+                        out = self.llm.generate(inputs_embeds=embeds[idx], attention_mask=mask[idx],
+                                                adapter_names=[name] * len(idx), **kwargs)
+                    for j, i in enumerate(idx):
+                        tokens[i] = out[j].tolist()
+        return [self.tokenizer.decode(t, skip_special_tokens=True).strip() for t in tokens]
+
+    def caption(self, images: Sequence[np.ndarray | Image.Image] | torch.Tensor | None = None, *,
+                image_tokens: torch.Tensor | None = None, instruction: str = DEFAULT_INSTRUCTION,
+                stage1: bool = False, sequential: bool = False,
+                max_new_tokens: int | None = None) -> list[Caption]:
+        """Caption images (RGB arrays / PIL, or pixel_values, or precomputed image tokens).
+
+        Every expert writes its segment (theme, objects, relations ...) in one batched call and
+        the caption is the segments joined in expert order. `stage1=True` uses the single
+        Stage I LLM instead (no router, one segment named `stage1`)."""
+        with self._inference():
+            if image_tokens is None:
+                pixels = images if isinstance(images, torch.Tensor) else self.pixel_values(images)
+                image_tokens = self.image_tokens(pixels)
+            n = image_tokens.shape[0]
+            feats = self.vlm_features(image_tokens, [instruction] * n)
+        experts = (STAGE1,) if stage1 else self.experts
+        rows = [Row(b, e, instruction if stage1 else EXPERT_INSTRUCTIONS[e], instruction, not stage1)
+                for b in range(n) for e in experts]
+        texts = self.generate_rows(feats, rows, max_new_tokens=max_new_tokens, sequential=sequential)
+        out = []
+        for b in range(n):
+            segs = {r.adapter: t for r, t in zip(rows, texts) if r.image == b}
+            out.append(Caption(" ".join(s for s in segs.values() if s), segs))
+        return out
+
+    def use_separate_copies(self) -> None:
+        """Hold N full copies of the base LLM, one per expert (equivalence tests and benchmark)."""
+        self.separate = separate_copies(self.llm, self.experts)
+
+    # ------------------------------------------------------------------ folders
+
+    def save_pretrained(self, folder: str | Path) -> Path:
+        from rsmoe.model.checkpoint import save_model
+        return save_model(self, Path(folder))
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path, *, cache: Path | str | None = None, **paths: str) -> "RSMoE":
+        """Load a folder written by save_pretrained (safetensors and JSON only, no remote code).
+        `paths` overrides local paths of paper presets, e.g. llm="/models/Llama-3.2-1B"."""
+        from rsmoe.model.checkpoint import load_model
+        return load_model(cls, Path(folder), cache=cache, **paths)
+
+
+def _adapter_of(param_name: str) -> str | None:
+    """'...q_proj.lora_A.objects.weight' -> 'objects'; None for base weights."""
+    parts = param_name.split(".")
+    for i, p in enumerate(parts[:-1]):
+        if p.startswith("lora_"):
+            return parts[i + 1]
+    return None
+
+
+def _per_image(instructions: Sequence[str] | None, n: int) -> list[str]:
+    if instructions is None:
+        return [DEFAULT_INSTRUCTION] * n
+    if len(instructions) != n:
+        raise ValueError(f"{len(instructions)} instructions for {n} images")
+    return list(instructions)

@@ -1,0 +1,102 @@
+"""The VLM encoder: an instruction-aware Q-Former (transformers' `InstructBlipQFormerModel`) with
+learnable query tokens and a linear projection to the LLM width, F_VLM = FC(QFormer(Q, T, F_I))."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from peft import LoraConfig, inject_adapter_in_model
+from safetensors.torch import load_file
+from torch import nn
+from transformers import AutoTokenizer, InstructBlipQFormerConfig, InstructBlipQFormerModel
+
+from rsmoe.model.encoders import _require_path, read_prefixed
+from rsmoe.model.presets import QFORMER_LORA_TARGETS, LoraSpec, QFormerSpec
+from rsmoe.model.weights import WeightsError, minilm_folder
+
+BERT_VOCAB = 30522
+
+
+class VLMEncoder(nn.Module):
+    def __init__(self, spec: QFormerSpec, image_dim: int, llm_dim: int, *, load_weights: bool = True):
+        super().__init__()
+        self.spec = spec
+        cfg = _qformer_config(spec, image_dim)
+        self.qformer = InstructBlipQFormerModel(cfg)
+        self.query_tokens = nn.Parameter(torch.zeros(1, spec.num_query_tokens, spec.hidden_size))
+        nn.init.normal_(self.query_tokens, std=cfg.initializer_range)
+        self.projection = nn.Linear(spec.hidden_size, llm_dim)
+        if load_weights and spec.init == "minilm":
+            _load_minilm(self.qformer)
+        elif load_weights and spec.init == "instructblip":
+            folder = _require_path(spec.path, "qformer.path", "InstructBLIP")
+            self.qformer.load_state_dict(read_prefixed(folder, "qformer."), strict=True)
+            self.query_tokens.data.copy_(read_prefixed(folder, "query_tokens")[""])
+
+    def add_lora(self, lora: LoraSpec) -> None:
+        """Inject the paper's Q-Former LoRA (self-attention q,v; cross-attention q,k,v,o; FFN)."""
+        cfg = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                         target_modules=QFORMER_LORA_TARGETS)
+        inject_adapter_in_model(cfg, self.qformer)
+
+    def forward(self, image_tokens: torch.Tensor, input_ids: torch.Tensor,
+                attention_mask: torch.Tensor) -> torch.Tensor:
+        """F_I (B, T, D_img), instruction ids/mask (B, L) -> F_VLM (B, Q, D_llm)."""
+        batch, n_query = image_tokens.shape[0], self.spec.num_query_tokens
+        query = self.query_tokens.expand(batch, -1, -1)
+        mask = torch.cat([attention_mask.new_ones(batch, n_query), attention_mask], dim=1)
+        out = self.qformer(input_ids=input_ids, attention_mask=mask, query_embeds=query,
+                           encoder_hidden_states=image_tokens,
+                           encoder_attention_mask=image_tokens.new_ones(image_tokens.shape[:2], dtype=torch.long))
+        return self.projection(out.last_hidden_state[:, :n_query])  # only the query outputs
+
+
+def _qformer_config(spec: QFormerSpec, image_dim: int) -> InstructBlipQFormerConfig:
+    if spec.init == "instructblip" and spec.path:
+        folder = _require_path(spec.path, "qformer.path", "InstructBLIP")
+        cfg = json.loads((folder / "config.json").read_text())["qformer_config"]
+        return InstructBlipQFormerConfig(**{**cfg, "encoder_hidden_size": image_dim})
+    return InstructBlipQFormerConfig(
+        vocab_size=BERT_VOCAB, hidden_size=spec.hidden_size, num_hidden_layers=spec.layers,
+        num_attention_heads=spec.heads, intermediate_size=spec.intermediate_size,
+        cross_attention_frequency=spec.cross_attention_frequency, encoder_hidden_size=image_dim)
+
+
+def qformer_tokenizer(spec: QFormerSpec):
+    """The Q-Former's BERT tokenizer: InstructBLIP's own, else MiniLM's (same uncased vocabulary)."""
+    if spec.init == "instructblip" and spec.path and (Path(spec.path) / "qformer_tokenizer").exists():
+        return AutoTokenizer.from_pretrained(Path(spec.path) / "qformer_tokenizer", local_files_only=True)
+    return AutoTokenizer.from_pretrained(minilm_folder(), local_files_only=True)
+
+
+def _load_minilm(qformer: InstructBlipQFormerModel) -> None:
+    """MiniLM-L6 (BERT) weights into the Q-Former's BERT parts; cross-attention stays random.
+
+    BERT adds token-type embedding 0 to every token; the Q-Former has no token types, so that
+    vector is folded into the position embeddings. InstructBLIP initialises the query path's
+    feed-forward (`*_query`) from the text path's, and so do we.
+    """
+    bert = load_file(minilm_folder() / "model.safetensors")
+    target = qformer.state_dict()
+    mapped: dict[str, torch.Tensor] = {
+        "embeddings.word_embeddings.weight": bert["embeddings.word_embeddings.weight"],
+        "embeddings.position_embeddings.weight":
+            bert["embeddings.position_embeddings.weight"] + bert["embeddings.token_type_embeddings.weight"][0],
+        "embeddings.layernorm.weight": bert["embeddings.LayerNorm.weight"],
+        "embeddings.layernorm.bias": bert["embeddings.LayerNorm.bias"],
+    }
+    for key, value in bert.items():
+        if not key.startswith("encoder.layer."):
+            continue
+        new = key.replace(".attention.self.", ".attention.attention.")
+        mapped[new] = value
+        for part in (".intermediate.", ".output."):
+            if part in new and ".attention." not in new:
+                mapped[new.replace(part, part[:-1] + "_query.")] = value
+    unknown = sorted(set(mapped) - set(target))
+    missing = sorted(k for k in target if k not in mapped and ".crossattention." not in k)
+    if unknown or missing or any(mapped[k].shape != target[k].shape for k in mapped):
+        raise WeightsError(f"MiniLM does not fit this Q-Former (unknown {unknown[:3]}, missing {missing[:3]}); "
+                           "the small preset's Q-Former must be 6 layers of width 384")
+    qformer.load_state_dict(mapped, strict=False)

@@ -1,0 +1,203 @@
+"""The RS-MoE model on the tiny preset: shapes, golden first losses, which parameters train,
+save/load, and batched mixed-adapter decoding against per-expert sequential decoding."""
+import json
+import shutil
+
+import pytest
+import torch
+
+from rsmoe.model import STAGE1, RSMoE, get_preset
+from rsmoe.model.checkpoint import ModelFolderError
+from model_counts import expected_trainable
+
+CAPTIONS = [
+    "This is an airport. There are two white planes on the apron. The planes are next to the terminal.",
+    "The image shows a harbor. Three ships are docked. The ships are along the pier.",
+]
+SEGMENTS = [
+    {"theme": "This is an airport.", "objects": "There are two white planes on the apron.",
+     "relations": "The planes are next to the terminal."},
+    {"theme": "The image shows a harbor.", "objects": "", "relations": "The ships are along the pier."},
+]
+
+
+@pytest.fixture(scope="module")
+def tiny() -> RSMoE:
+    return RSMoE(get_preset("tiny"))
+
+
+@pytest.fixture(scope="module")
+def pixels() -> torch.Tensor:
+    return torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+
+
+def _randomise_adapters(model: RSMoE, seed: int = 1) -> None:
+    """Fresh LoRA B matrices are zero (every adapter = the base); give each its own weights."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name or name.startswith("router.meta") and name.endswith("3.weight"):
+                p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+
+
+def test_shapes(tiny, pixels):
+    spec = tiny.preset
+    tokens = tiny.image_tokens(pixels)
+    assert tokens.shape == (2, 1 + (64 // 16) ** 2, spec.image_encoder.hidden_size)
+    feats = tiny.vlm_features(tokens, ["Describe the image.", "Count the ships."])
+    assert feats.shape == (2, spec.qformer.num_query_tokens, spec.llm.hidden_size)
+    assert tiny.experts == ("theme", "objects", "relations")
+
+
+def test_golden_first_losses(pixels):
+    """Fixed seed, fixed inputs: the first losses of a fresh tiny model. A change here means the
+    model, its initialisation or its inputs changed; update the numbers only on purpose."""
+    model = RSMoE(get_preset("tiny"))  # built in eval mode: no dropout, so no RNG in the forward
+    tokens = model.image_tokens(pixels)
+    stage1 = model.forward_stage1(CAPTIONS, image_tokens=tokens)
+    experts = model.forward_experts(SEGMENTS, image_tokens=tokens)
+    assert stage1.loss.item() == pytest.approx(10.79382, abs=1e-4)
+    assert experts.loss.item() == pytest.approx(10.81846, abs=1e-4)
+    assert stage1.tokens == {STAGE1: 44}  # caption tokens + end-of-sequence
+    assert experts.tokens == {"theme": 13, "objects": 11, "relations": 17}
+
+
+def test_empty_segment_is_masked(tiny, pixels):
+    tokens = tiny.image_tokens(pixels)
+    out = tiny.forward_experts([SEGMENTS[1]], image_tokens=tokens[1:])
+    assert set(out.losses) == {"theme", "relations"}  # "objects" is empty for this image
+    with pytest.raises(ValueError, match="no expert"):
+        tiny.forward_experts([{"theme": " ", "objects": "", "relations": ""}], image_tokens=tokens[:1])
+
+
+@pytest.mark.parametrize("mode", ["stage1", "stage2", "one-stage"])
+def test_gradients_reach_exactly_the_trainable_parts(tiny, pixels, mode):
+    tiny.set_stage(mode)
+    tiny.zero_grad(set_to_none=True)
+    tokens = tiny.image_tokens(pixels)
+    out = (tiny.forward_stage1(CAPTIONS, image_tokens=tokens) if mode == "stage1"
+           else tiny.forward_experts(SEGMENTS, image_tokens=tokens))
+    out.loss.backward()
+    want = set(tiny.trainable_groups(mode))
+    exp = expected_trainable(tiny)
+    for group, params in tiny.parameter_groups().items():
+        got = sum(p.numel() for p in params if p.grad is not None)
+        if group in want:
+            assert all(p.requires_grad for p in params), group
+            size = exp["llm_lora"] if group.startswith("llm_lora") else exp[group]
+            assert sum(p.numel() for p in params) == size, group
+            assert got == size, f"{group}: {got} of {size} parameters got a gradient"
+        else:
+            assert got == 0 and not any(p.requires_grad for p in params), f"{group} is frozen in {mode}"
+    tiny.set_stage("frozen")
+    tiny.zero_grad(set_to_none=True)
+
+
+def test_summary_lists_trainable_and_frozen(tiny):
+    tiny.set_stage("stage2")
+    text = tiny.summary()
+    tiny.set_stage("frozen")
+    router = expected_trainable(tiny)["router"]
+    assert f"router{'':<18}{router:>14,}{0:>14,}" in text
+    assert "llm_base" in text and "total" in text
+
+
+def test_batched_mixed_adapter_decoding_equals_sequential(pixels):
+    model = RSMoE(get_preset("tiny"))
+    _randomise_adapters(model)
+    batched = model.caption(pixels, max_new_tokens=6)
+    sequential = model.caption(pixels, max_new_tokens=6, sequential=True)
+    assert batched == sequential
+    segs = batched[0].segments
+    assert len(set(segs.values())) == 3, "experts with different adapters should write different segments"
+    assert batched[0].text == " ".join(segs[e] for e in model.experts if segs[e])
+    model.use_separate_copies()  # N full copies of the base, each with one adapter
+    assert model.caption(pixels, max_new_tokens=6, sequential=True) == batched
+
+
+def test_save_load_round_trip_gives_identical_logits(tmp_path, pixels):
+    model = RSMoE(get_preset("tiny"))
+    _randomise_adapters(model, seed=2)
+    with torch.no_grad():
+        model.vlm.query_tokens.add_(0.1)
+    model.save_pretrained(tmp_path / "m")
+    files = sorted(p.relative_to(tmp_path / "m").as_posix() for p in (tmp_path / "m").rglob("*") if p.is_file())
+    assert all(f.endswith((".json", ".safetensors")) for f in files), files  # nothing pickled
+    assert "adapters/objects/adapter_model.safetensors" in files
+    loaded = RSMoE.from_pretrained(tmp_path / "m")
+    tokens = model.image_tokens(pixels)
+    a = model.forward_experts(SEGMENTS, image_tokens=tokens)
+    b = loaded.forward_experts(SEGMENTS, image_tokens=tokens)
+    assert torch.equal(torch.stack(list(a.losses.values())), torch.stack(list(b.losses.values())))
+    assert model.caption(pixels, max_new_tokens=5) == loaded.caption(pixels, max_new_tokens=5)
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("saved") / "m"
+    RSMoE(get_preset("tiny")).save_pretrained(folder)
+    return folder
+
+
+def _broken(saved, tmp_path, edit):
+    folder = tmp_path / "m"
+    shutil.copytree(saved, folder)
+    edit(folder)
+    return folder
+
+
+@pytest.mark.parametrize("edit, names", [
+    (lambda f: (f / "router.safetensors").unlink(), "router.safetensors"),
+    (lambda f: shutil.rmtree(f / "adapters" / "objects"), "objects"),
+    (lambda f: (f / "config.json").unlink(), "no config.json"),
+    (lambda f: (f / "vlm.safetensors").write_bytes(b"not a safetensors file"), "vlm.safetensors"),
+    (lambda f: (f / "adapters" / "theme" / "adapter_model.safetensors").write_bytes(b"\0" * 9), "theme"),
+])
+def test_missing_or_corrupt_part_is_named(saved, tmp_path, edit, names):
+    folder = _broken(saved, tmp_path, edit)
+    with pytest.raises(ModelFolderError, match=names):
+        RSMoE.from_pretrained(folder)
+
+
+def _edit_config(key, value):
+    def edit(folder):
+        cfg = json.loads((folder / "config.json").read_text())
+        node = cfg
+        for k in key[:-1]:
+            node = node[k]
+        node[key[-1]] = value
+        (folder / "config.json").write_text(json.dumps(cfg))
+    return edit
+
+
+@pytest.mark.parametrize("key, value, message", [
+    (("preset", "seed"), 7, "frozen image_encoder weights differ"),  # other random bases
+    (("preset", "experts"), 4, "lists adapters"),  # another experts setting
+    (("preset", "router_context"), 3, "router weights do not fit"),
+    (("preset", "qformer", "num_query_tokens"), 5, "Q-Former LoRA / queries / projection"),
+])
+def test_mismatched_part_is_named(saved, tmp_path, key, value, message):
+    folder = _broken(saved, tmp_path, _edit_config(key, value))
+    with pytest.raises(ModelFolderError, match=message):
+        RSMoE.from_pretrained(folder)
+
+
+def test_mismatched_adapter_rank_is_named(saved, tmp_path):
+    def edit(folder):
+        cfg_file = folder / "adapters" / "theme" / "adapter_config.json"
+        cfg = json.loads(cfg_file.read_text())
+        cfg["r"] = 16
+        cfg_file.write_text(json.dumps(cfg))
+    folder = _broken(saved, tmp_path, edit)
+    with pytest.raises(ModelFolderError, match="adapter_config.json.*LoRA r=16"):
+        RSMoE.from_pretrained(folder)
+
+
+@pytest.mark.parametrize("n, names", [(1, ("caption",)), (2, ("theme", "details")),
+                                      (4, ("theme", "objects", "positions", "relations"))])
+def test_expert_count_is_a_parameter(n, names, pixels):
+    model = RSMoE(get_preset("tiny", experts=n))
+    assert model.experts == names
+    segments = {name: "There is a plane." for name in names}
+    assert set(model.forward_experts([segments], image_tokens=model.image_tokens(pixels[:1])).losses) == set(names)
+    assert list(model.caption(pixels[:1], max_new_tokens=2)[0].segments) == list(names)
