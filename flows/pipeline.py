@@ -49,8 +49,23 @@ def prepare(force: bool = False) -> None:
     dvc_repro("prepare", force)
 
 
+@task(name="stage1", retries=1, retry_delay_seconds=5)
+def stage1(force: bool = False) -> None:
+    dvc_repro("stage1", force)
+
+
+@task(name="propagate", retries=1, retry_delay_seconds=5)
+def propagate(force: bool = False) -> None:
+    dvc_repro("propagate", force)
+
+
+@task(name="stage2", retries=1, retry_delay_seconds=5)
+def stage2(force: bool = False) -> None:
+    dvc_repro("stage2", force)
+
+
 # The pipeline order; a test checks it equals dvc.yaml's stages and rsmoe.stages.STAGES.
-TASKS = (validate, prepare)
+TASKS = (validate, prepare, stage1, propagate, stage2)
 
 
 @flow(name="rsmoe", log_prints=True)

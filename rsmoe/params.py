@@ -28,7 +28,9 @@ class PathsParams(Section):
     models: Path = Path("models")
     metrics: Path = Path("metrics")
     reports: Path = Path("reports")
-    cache: Path = Path(".cache/rsmoe")
+    cache: Path = Path(".cache/rsmoe")  # pretrained weights converted to safetensors (once)
+    features: Path = Path(".cache/rsmoe/features")  # the frozen-encoder feature cache
+    checkpoints: Path = Path("artifacts/checkpoints")  # resumable training state (not a DVC output)
 
 
 class SynthParams(Section):
@@ -92,12 +94,47 @@ class PrepareParams(Section):
         return self
 
 
+class ModelParams(Section):
+    """The RS-MoE model: a named preset (rsmoe/model/presets.py), N experts, local weight folders."""
+
+    preset: Literal["tiny", "small", "paper-1b", "paper-3b", "paper-7b"] = "small"
+    experts: int = Field(3, ge=1, le=4)  # N (paper Table V): 1 caption, 2 theme/details, 3, 4
+    instructblip: Path | None = None  # paper presets: local InstructBLIP folder (EVA ViT-g + Q-Former)
+    llm: Path | None = None  # paper presets: local Llama-3.2-1B / 3B or Vicuna-7B folder
+
+
+class TrainParams(Section):
+    """The training loop shared by stage1 and stage2. Defaults are the paper's (III-F): AdamW
+    (0.9, 0.999), weight decay 0.05, lr 1e-4, one warm-up epoch, cosine decay."""
+
+    strategy: Literal["two-stage", "one-stage"] = "two-stage"  # paper Table VII
+    seed: int = 0
+    batch_size: int = Field(4, ge=1)  # images per micro-batch
+    grad_accum: int = Field(1, ge=1)  # micro-batches per optimiser step
+    lr: float = Field(1e-4, gt=0)
+    weight_decay: float = Field(0.05, ge=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_epochs: float = Field(1.0, ge=0)
+    max_grad_norm: float | None = 1.0
+    checkpoint_every: int = Field(25, ge=1)  # optimiser steps between resumable checkpoints
+    mixed_precision: Literal["auto", "no", "bf16"] = "auto"  # auto: bf16 on a GPU, fp32 on CPU
+
+
+class StageTrainParams(Section):
+    epochs: float = Field(5, gt=0)  # the paper trains 5 epochs
+    max_steps: int | None = Field(None, ge=1)  # stop after this many optimiser steps (quick runs)
+
+
 class Params(Section):
     paths: PathsParams = PathsParams()
     synth: SynthParams = SynthParams()
     data: DataParams = DataParams()
     validate_: ValidateParams = Field(ValidateParams(), alias="validate")
     prepare: PrepareParams = PrepareParams()
+    model: ModelParams = ModelParams()
+    train: TrainParams = TrainParams()
+    stage1: StageTrainParams = StageTrainParams()
+    stage2: StageTrainParams = StageTrainParams()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

@@ -28,7 +28,12 @@ def test_every_dvc_stage_runs_its_stage_module_and_reads_declared_params():
     sections = set(Params.model_fields) | {"validate"}
     for name, stage in spec.items():
         assert stage["cmd"] == f"rsmoe stage {name}"
-        assert set(stage["params"]) <= sections, name
+        for key in stage["params"]:  # a section, or section.field
+            section, _, field = key.partition(".")
+            assert section in sections, f"{name}: {key}"
+            if field:
+                model = Params.model_fields["validate_" if section == "validate" else section].annotation
+                assert field in model.model_fields, f"{name}: {key}"
         assert f"rsmoe/stages/{name}.py" in stage["deps"]
 
 

@@ -17,7 +17,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from peft import LoraConfig, get_peft_model
+from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 from PIL import Image
 from torch import nn
 
@@ -134,6 +134,8 @@ class RSMoE(nn.Module):
     def train(self, mode: bool = True) -> "RSMoE":
         super().train(mode)
         self.image_encoder.eval()  # frozen, and EfficientNet's BatchNorm must not update
+        if getattr(self, "mode", None) == "stage2":
+            self.vlm.eval()  # frozen in Stage II: deterministic F_VLM, identical to the cached one
         return self
 
     @property
@@ -180,10 +182,14 @@ class RSMoE(nn.Module):
             raise ValueError("no expert has a non-empty segment in this batch")
         return self._loss(vlm_features, rows)
 
-    def _loss(self, vlm_features: torch.Tensor, rows: list[Row]) -> ModelOutput:
+    def row_logits(self, vlm_features: torch.Tensor, rows: list[Row]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher-forced logits (R, L, V) of the rows (right-padded) and their labels (R, L)."""
         embeds, mask, labels = self._assemble(vlm_features, rows, left_pad=False)
         with mixed_adapters(self.llm, [r.adapter for r in rows]):
-            logits = self.llm(inputs_embeds=embeds, attention_mask=mask).logits  # (R, L, V)
+            return self.llm(inputs_embeds=embeds, attention_mask=mask).logits, labels
+
+    def _loss(self, vlm_features: torch.Tensor, rows: list[Row]) -> ModelOutput:
+        logits, labels = self.row_logits(vlm_features, rows)
         targets = labels[:, 1:]
         ce = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), targets, ignore_index=IGNORE,
                              reduction="none")  # (R, L-1)
@@ -309,6 +315,15 @@ class RSMoE(nn.Module):
             segs = {r.adapter: t for r, t in zip(rows, texts) if r.image == b}
             out.append(Caption(" ".join(s for s in segs.values() if s), segs))
         return out
+
+    def propagate_stage1(self) -> None:
+        """Weight propagation (paper III-E): every expert adapter becomes a copy of the Stage I
+        LLM adapter, so at the start of Stage II each expert is the Stage I model."""
+        state = get_peft_model_state_dict(self.llm, adapter_name=STAGE1)
+        for name in self.experts:
+            result = set_peft_model_state_dict(self.llm, state, adapter_name=name)
+            if any("lora_" in k for k in result.unexpected_keys):
+                raise RuntimeError(f"propagating {STAGE1} into {name}: {result.unexpected_keys[:3]}")
 
     def use_separate_copies(self) -> None:
         """Hold N full copies of the base LLM, one per expert (equivalence tests and benchmark)."""

@@ -1,0 +1,43 @@
+"""Stage `stage1` (paper III-E, Stage I): freeze the image encoder; LoRA-train the Q-Former
+(with its queries and projection) and the single LLM on the full captions of the train split.
+
+Reads `paths.prepared`; writes the model folder `paths.models/stage1` and `metrics/stage1*.`
+With `train.strategy: one-stage` there is no Stage I: the untrained model is written as is.
+"""
+from __future__ import annotations
+
+import shutil
+
+from rsmoe.model import RSMoE
+from rsmoe.params import Params
+from rsmoe.training.data import load_examples
+from rsmoe.training.features import FrozenFeatures
+from rsmoe.training.loop import run_training
+from rsmoe.training.stage import digest, preset_from, write_metrics
+
+
+def run(params: Params) -> dict:
+    model = RSMoE(preset_from(params), cache=params.paths.cache)
+    out = params.paths.models / "stage1"
+    if params.train.strategy == "one-stage":
+        model.save_pretrained(out)
+        return write_metrics(params, "stage1", {"skipped": "train.strategy is one-stage: no Stage I"})
+    examples = load_examples(params.paths.prepared, "train", params.model.experts)
+    model.set_stage("stage1")
+    print(model.summary())
+    features = FrozenFeatures(model, params.paths.features)
+    features.warm([e.image for e in examples])
+
+    def forward(batch):
+        tokens = features.image_tokens([e.image for e in batch])
+        return model.forward_stage1([e.caption for e in batch], image_tokens=tokens,
+                                    instructions=[e.instruction for e in batch])
+
+    ckpt = params.paths.checkpoints / "stage1"
+    key = digest("stage1", params.model, params.train, params.stage1, params.paths.prepared / "captions.json")
+    summary = run_training(model, examples, forward, train=params.train, stage=params.stage1,
+                           checkpoint_dir=ckpt, run_key=key, name="stage1")
+    model.save_pretrained(out)
+    shutil.rmtree(ckpt, ignore_errors=True)
+    summary["encoded_images"] = features.encoded_images
+    return write_metrics(params, "stage1", summary)

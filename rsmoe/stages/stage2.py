@@ -1,0 +1,46 @@
+"""Stage `stage2` (paper III-E, Stage II): freeze the image encoder and the VLM encoder of
+Stage I; train the Instruction Router and the expert adapters, each expert on its aspect
+segment. With `train.strategy: one-stage` the Q-Former LoRA, queries and projection train too
+(paper Table VII's baseline). Frozen F_I (and, in Stage II, F_VLM) come from the feature cache.
+
+Reads `paths.models/propagated` and `paths.prepared`; writes `paths.models/stage2`, `metrics/stage2*`.
+"""
+from __future__ import annotations
+
+import shutil
+
+from rsmoe.params import Params
+from rsmoe.stages import StageError
+from rsmoe.training.data import load_examples
+from rsmoe.training.features import FrozenFeatures
+from rsmoe.training.loop import run_training
+from rsmoe.training.stage import digest, load_model, write_metrics
+
+
+def run(params: Params) -> dict:
+    src = params.paths.models / "propagated"
+    if not (src / "config.json").is_file():
+        raise StageError(f"{src} not found; run `rsmoe stage propagate` first")
+    model = load_model(params, src)
+    mode = "stage2" if params.train.strategy == "two-stage" else "one-stage"
+    model.set_stage(mode)
+    print(model.summary())
+    examples = load_examples(params.paths.prepared, "train", params.model.experts)
+    features = FrozenFeatures(model, params.paths.features)
+    if mode == "stage2":
+        features.freeze_vlm()
+    features.warm([e.image for e in examples], [e.instruction for e in examples])
+
+    def forward(batch):
+        instructions = [e.instruction for e in batch]
+        feats = features.vlm_features([e.image for e in batch], instructions)
+        return model.forward_experts([e.segments for e in batch], vlm_features=feats, instructions=instructions)
+
+    ckpt = params.paths.checkpoints / "stage2"
+    key = digest("stage2", params.model, params.train, params.stage2, params.paths.prepared / "captions.json", src)
+    summary = run_training(model, examples, forward, train=params.train, stage=params.stage2,
+                           checkpoint_dir=ckpt, run_key=key, name="stage2")
+    model.save_pretrained(params.paths.models / "stage2")
+    shutil.rmtree(ckpt, ignore_errors=True)
+    summary.update(mode=mode, encoded_images=features.encoded_images)
+    return write_metrics(params, "stage2", summary)

@@ -1,0 +1,119 @@
+"""The frozen-encoder feature cache.
+
+The image encoder never trains, so F_I is computed once per image and reused by every epoch and
+stage; in Stage II the whole VLM encoder is frozen too, so F_VLM is cached the same way. Entries
+are keyed by the image file's content hash (and the instruction, for F_VLM) under a folder named
+after the encoder's identity (its spec and a fingerprint of its weights): new weights or a new
+preset never read stale features. One safetensors file per entry, written atomically.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from rsmoe.data.images import load_rgb
+from rsmoe.model.checkpoint import _fingerprint, vlm_state
+
+
+def _sha(*parts: str) -> str:
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
+
+
+def file_hash(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+class FeatureStore:
+    """key -> tensor, in memory and as root/<key>.safetensors."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.memory: dict[str, torch.Tensor] = {}
+
+    def get(self, key: str) -> torch.Tensor | None:
+        if key not in self.memory:
+            path = self.root / f"{key}.safetensors"
+            if not path.is_file():
+                return None
+            self.memory[key] = load_file(path)["x"]
+        return self.memory[key]
+
+    def put(self, key: str, value: torch.Tensor) -> None:
+        value = value.detach().to("cpu").contiguous()
+        self.memory[key] = value
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.root / f".{key}.{os.getpid()}.tmp"
+        save_file({"x": value}, tmp)
+        os.replace(tmp, self.root / f"{key}.safetensors")
+
+
+class FrozenFeatures:
+    """F_I (and, once the VLM encoder is frozen, F_VLM) for image files, computed at most once."""
+
+    def __init__(self, model, root: Path, batch_size: int = 16):
+        self.model = model
+        self.batch_size = batch_size
+        spec = model.preset.image_encoder.model_dump_json()
+        self.images = FeatureStore(Path(root) / f"image-{_sha(spec, str(_fingerprint(model.image_encoder.state_dict().items())))}")
+        self.encoded_images = 0  # images that went through the image encoder (cache misses)
+        self._hashes: dict[Path, str] = {}
+        self._vlm: FeatureStore | None = None
+        self._root = Path(root)
+
+    def _key(self, path: Path) -> str:
+        if path not in self._hashes:
+            self._hashes[path] = file_hash(path)
+        return self._hashes[path]
+
+    def image_tokens(self, paths: Sequence[Path]) -> torch.Tensor:
+        """-> F_I (B, T, D) for the image files, encoding only the ones not cached yet."""
+        keys = [self._key(Path(p)) for p in paths]
+        missing = [i for i, k in enumerate(keys) if self.images.get(k) is None]
+        for start in range(0, len(missing), self.batch_size):
+            chunk = missing[start:start + self.batch_size]
+            pixels = self.model.pixel_values([load_rgb(paths[i]) for i in chunk])
+            tokens = self.model.image_tokens(pixels)
+            self.encoded_images += len(chunk)
+            for i, t in zip(chunk, tokens):
+                self.images.put(keys[i], t)
+        return torch.stack([self.images.get(k) for k in keys]).to(self.model.device)
+
+    def freeze_vlm(self) -> None:
+        """From now on the VLM encoder is frozen: cache F_VLM too, under its weights' identity."""
+        ident = _sha(self.images.root.name, self.model.preset.qformer.model_dump_json(),
+                     json.dumps(sorted((k, str(_fingerprint([(k, v)]))) for k, v in vlm_state(self.model).items())))
+        self._vlm = FeatureStore(self._root / f"vlm-{ident}")
+
+    def vlm_features(self, paths: Sequence[Path], instructions: Sequence[str]) -> torch.Tensor:
+        """-> F_VLM (B, Q, D); cached only after freeze_vlm(), else computed with gradients."""
+        if self._vlm is None:
+            return self.model.vlm_features(self.image_tokens(paths), instructions)
+        keys = [_sha(self._key(Path(p)), ins) for p, ins in zip(paths, instructions)]
+        missing = [i for i, k in enumerate(keys) if self._vlm.get(k) is None]
+        if missing:
+            with torch.no_grad():
+                feats = self.model.vlm_features(self.image_tokens([paths[i] for i in missing]),
+                                                [instructions[i] for i in missing])
+            for i, f in zip(missing, feats):
+                self._vlm.put(keys[i], f)
+        return torch.stack([self._vlm.get(k) for k in keys]).to(self.model.device)
+
+    def warm(self, paths: Sequence[Path], instructions: Sequence[str] | None = None, *, progress: bool = True) -> None:
+        """Compute every missing entry up front, in batches, with a progress bar."""
+        todo = list(paths)
+        bar = tqdm(total=len(todo), desc="features", unit="img", disable=not progress)
+        for start in range(0, len(todo), self.batch_size):
+            chunk = todo[start:start + self.batch_size]
+            if instructions is not None and self._vlm is not None:
+                self.vlm_features(chunk, instructions[start:start + self.batch_size])
+            else:
+                self.image_tokens(chunk)
+            bar.update(len(chunk))
+        bar.close()

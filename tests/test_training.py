@@ -1,0 +1,158 @@
+"""Training on the tiny preset: loss falls, propagation equivalence, the feature cache, the
+ablation settings, and a real SIGKILL mid-epoch followed by an exact resume."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from rsmoe.model import STAGE1, RSMoE, get_preset
+from rsmoe.model.encoders import ImageEncoder
+from rsmoe.model.rsmoe import Row
+from rsmoe.stages import propagate, stage1, stage2
+from rsmoe.training.data import load_examples
+from rsmoe.training.features import FrozenFeatures
+from rsmoe.training.loop import run_training
+from rsmoe.params import StageTrainParams, TrainParams
+from train_fixtures import make_prepared, tiny_params, write_params_file
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    root = tmp_path_factory.mktemp("project")
+    make_prepared(root, n=8)
+    return root
+
+
+@pytest.mark.parametrize("mode", ["stage1", "stage2", "one-stage"])
+def test_loss_falls_on_a_fixed_batch(project, mode, tmp_path):
+    model = RSMoE(get_preset("tiny"))
+    model.set_stage(mode)
+    examples = load_examples(project / "prepared", "train", 3)[:2]
+    features = FrozenFeatures(model, tmp_path / "features")
+    if mode == "stage2":
+        features.freeze_vlm()
+
+    def forward(batch):
+        if mode == "stage1":
+            return model.forward_stage1([e.caption for e in batch], image_tokens=features.image_tokens(
+                [e.image for e in batch]), instructions=[e.instruction for e in batch])
+        ins = [e.instruction for e in batch]
+        return model.forward_experts([e.segments for e in batch], instructions=ins,
+                                     vlm_features=features.vlm_features([e.image for e in batch], ins))
+
+    train = TrainParams(batch_size=2, lr=2e-2, warmup_epochs=0, checkpoint_every=1000)
+    out = run_training(model, examples, forward, train=train, stage=StageTrainParams(epochs=20),
+                       checkpoint_dir=tmp_path / "ckpt", run_key="k", name=mode, progress=False)
+    losses = [h["loss"] for h in out["history"]]
+    assert len(losses) == 20
+    # from ~10.8 (uniform over 49k tokens) clearly down: LoRA r=4 on a 64-wide model learns slowly
+    assert losses[-1] < losses[0] - 0.4 and losses[-1] == min(losses), losses
+    if mode != "stage1":
+        assert {"loss_theme", "loss_objects", "loss_relations"} <= set(out["history"][0])
+
+
+def _pipeline(params):
+    return [stage.run(params) for stage in (stage1, propagate, stage2)]
+
+
+def test_propagation_makes_every_expert_the_stage1_model(project, tmp_path):
+    params = tiny_params(tmp_path, paths={"prepared": str(project / "prepared")}, stage1={"epochs": 2})
+    stage1.run(params)
+    propagate.run(params)
+    s1 = RSMoE.from_pretrained(params.paths.models / "stage1")
+    prop = RSMoE.from_pretrained(params.paths.models / "propagated")
+    weights = dict(prop.llm.named_parameters())
+    stage1_lora = {n: p for n, p in s1.llm.named_parameters() if f".{STAGE1}." in n}
+    assert any(p.abs().sum() > 0 for n, p in stage1_lora.items() if "lora_B" in n), "stage1 trained nothing"
+    for e in prop.experts:
+        for n, p in stage1_lora.items():
+            assert torch.equal(weights[n.replace(f".{STAGE1}.", f".{e}.")], p), (e, n)
+    # with the router's prompts left out, each expert's logits are the Stage I model's
+    pixels = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    feats = s1.vlm_features(s1.image_tokens(pixels), ["Describe the image."] * 2)
+    rows = [Row(b, STAGE1, "Describe the image.", "Describe the image.", False, "A plane.") for b in range(2)]
+    ref, _ = s1.row_logits(feats, rows)
+    for e in prop.experts:
+        got, _ = prop.row_logits(feats, [Row(r.image, e, r.prompt, r.instruction, False, r.target) for r in rows])
+        assert torch.equal(got, ref), e
+
+
+def test_stage2_with_a_warm_cache_never_calls_the_image_encoder(project, tmp_path, monkeypatch):
+    params = tiny_params(tmp_path, paths={"prepared": str(project / "prepared")}, stage2={"max_steps": 3})
+    stage1.run(params)  # fills the F_I cache for every train image
+    propagate.run(params)
+    calls = []
+    original = ImageEncoder.forward
+    monkeypatch.setattr(ImageEncoder, "forward", lambda self, x: calls.append(len(x)) or original(self, x))
+    summary = stage2.run(params)
+    assert calls == [] and summary["encoded_images"] == 0
+    assert json.loads((params.paths.metrics / "stage2.json").read_text())["steps"] == 3
+    # a fresh feature folder is cold: now the encoder runs, once per image
+    cold = tiny_params(tmp_path, paths={"prepared": str(project / "prepared"), "features": str(tmp_path / "cold")},
+                       stage2={"max_steps": 1})
+    assert stage2.run(cold)["encoded_images"] == 8 and sum(calls) == 8
+
+
+@pytest.mark.parametrize("experts, strategy", [(1, "two-stage"), (2, "two-stage"), (4, "two-stage"),
+                                               (3, "one-stage")])
+def test_each_ablation_setting_builds_and_trains(project, tmp_path, experts, strategy):
+    params = tiny_params(tmp_path, paths={"prepared": str(project / "prepared")}, model={"experts": experts},
+                         train={"strategy": strategy}, stage1={"max_steps": 2}, stage2={"max_steps": 2})
+    s1, prop, s2 = _pipeline(params)
+    assert ("skipped" in s1) == (strategy == "one-stage")
+    assert prop["from_stage1"] == (strategy == "two-stage") and len(prop["experts"]) == experts
+    assert s2["steps"] == 2 and s2["mode"] == ("stage2" if strategy == "two-stage" else "one-stage")
+    model = RSMoE.from_pretrained(params.paths.models / "stage2")
+    assert len(model.experts) == experts
+    if strategy == "one-stage":  # the Q-Former LoRA trained too (it starts with B = 0)
+        assert any(p.abs().sum() > 0 for n, p in model.vlm.named_parameters() if "lora_B" in n)
+    rows = (params.paths.metrics / "stage2_steps.csv").read_text().splitlines()
+    assert rows[0].startswith("step,epoch,loss,lr,tokens_per_s") and len(rows) == 3
+
+
+def _run_stage1(root, *, kill_after_checkpoint: bool = False) -> str:
+    """`rsmoe stage stage1` in a subprocess; optionally SIGKILL it once a checkpoint exists."""
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    cmd = [sys.executable, "-m", "rsmoe", "stage", "stage1", "--params", str(root / "params.yaml")]
+    proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if kill_after_checkpoint:
+        state = root / "checkpoints" / "stage1" / "state.json"
+        deadline = time.time() + 240
+        while not state.exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run ended before it could be killed:\n" + proc.stdout.read()
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        assert not (root / "models" / "stage1" / "config.json").exists()
+        return json.loads(state.read_text())["step"]
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    return out
+
+
+def test_a_killed_run_resumes_to_the_same_weights(project, tmp_path):
+    """SIGKILL mid-epoch, rerun: the final weights equal those of a run never interrupted."""
+    settings = dict(paths={"prepared": str(project / "prepared")}, stage1={"epochs": 12},
+                    train={"checkpoint_every": 3})  # 4 steps per epoch: checkpoints fall mid-epoch
+    runs = {}
+    for name in ("straight", "killed"):
+        root = tmp_path / name
+        root.mkdir()
+        write_params_file(root, **{k: dict(v) for k, v in settings.items()})
+        if name == "killed":
+            step = _run_stage1(root, kill_after_checkpoint=True)
+            assert step % 4 != 0, "the checkpoint should fall inside an epoch"
+            assert f"resuming from the checkpoint at step {step}" in _run_stage1(root)
+        else:
+            _run_stage1(root)
+        runs[name] = root / "models" / "stage1"
+    for part in ("vlm.safetensors", "adapters/stage1/adapter_model.safetensors"):
+        a, b = load_file(runs["straight"] / part), load_file(runs["killed"] / part)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), part
+    assert not (tmp_path / "killed" / "checkpoints" / "stage1").exists()  # cleaned up after success

@@ -1,0 +1,57 @@
+"""A small prepared folder (RSICap format) for training tests: random 64x64 images with real
+RSICap captions from ../shared/data, and params for the tiny preset pointing into tmp paths."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from rsmoe.data.aspects import split_caption
+from rsmoe.params import Params, parse_params
+
+REPO = Path(__file__).resolve().parents[1]
+RSICAP = REPO.parent / "shared" / "data" / "rsicap" / "captions.json"
+
+
+def make_prepared(root: Path, n: int = 8) -> Path:
+    """root/prepared with n train crops; captions are the first n real RSICap captions."""
+    out = root / "prepared"
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    real = json.loads(RSICAP.read_text())["annotations"][:n]
+    annotations = []
+    for i, a in enumerate(real):
+        name = f"P{i:04d}_0000.png"
+        Image.fromarray((rng.random((64, 64, 3)) * 255).astype(np.uint8)).save(out / "images" / name)
+        text = a["text_output"].strip()
+        annotations.append({"image_id": str(i), "filename": name, "text_input": a["text_input"],
+                            "text_output": text, "split": "train", "segments": split_caption(text)})
+    (out / "captions.json").write_text(json.dumps({"annotations": annotations}))
+    return out
+
+
+def tiny_params(root: Path, **sections) -> Params:
+    """Params for the tiny preset with every path under root; `sections` override (merged)."""
+    data = {
+        "paths": {"prepared": str(root / "prepared"), "models": str(root / "models"),
+                  "metrics": str(root / "metrics"), "checkpoints": str(root / "checkpoints"),
+                  "features": str(root / "features"),
+                  "cache": os.environ["RSMOE_CACHE"]},  # converted weights: shared, not per test
+        "model": {"preset": "tiny", "experts": 3},
+        "train": {"batch_size": 2, "lr": 3e-3, "warmup_epochs": 0, "checkpoint_every": 3},
+        "stage1": {"epochs": 1}, "stage2": {"epochs": 1},
+    }
+    for key, value in sections.items():
+        data[key] = {**data.get(key, {}), **value}
+    return parse_params(data, "<test>")
+
+
+def write_params_file(root: Path, **sections) -> Path:
+    params = tiny_params(root, **sections)
+    path = root / "params.yaml"
+    import yaml
+    path.write_text(yaml.safe_dump(params.model_dump(mode="json", by_alias=True)))
+    return path
