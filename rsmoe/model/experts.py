@@ -17,6 +17,7 @@ from typing import Iterator, Sequence
 from peft import PeftModel
 from peft.tuners.lora import LoraLayer
 from peft.tuners.lora.model import _adapter_names_pre_forward_hook
+import torch
 from torch import nn
 
 
@@ -32,6 +33,36 @@ def mixed_adapters(model: PeftModel, names: Sequence[str]) -> Iterator[None]:
                for m in model.modules() if isinstance(m, LoraLayer)]
     try:
         yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+@contextmanager
+def stacked_adapters(model: PeftModel, names: Sequence[str]) -> Iterator[None]:
+    """Inference-only twin of `mixed_adapters`, for decoding: the same per-row adapters, computed
+    as two batched matmuls per LoRA layer, delta = (x @ A_rows) @ (s * B_rows) with A_rows (R, in, r)
+    and B_rows (R, r, out) gathered once per call, instead of PEFT's per-adapter gather and
+    scatter on every layer of every step (58 % of a batched decode step of the small preset).
+    The base layers run with PEFT's adapters disabled; tests compare it with sequential decoding.
+    """
+    layers = [m for m in model.modules() if isinstance(m, LoraLayer) and m.lora_A]
+    handles = []
+    for layer in layers:
+        # rows share tensors: the stack gathers one (in, r) / (r, out) view per row
+        a = {n: layer.lora_A[n].weight.t() for n in set(names)}
+        b = {n: layer.lora_B[n].weight.t() * layer.scaling[n] for n in set(names)}
+        stack_a = torch.stack([a[n] for n in names])  # (R, in, r)
+        stack_b = torch.stack([b[n] for n in names])  # (R, r, out)
+
+        def add_delta(module, args, output, stack_a=stack_a, stack_b=stack_b):
+            x = args[0]  # (R, L, in)
+            return output + torch.bmm(torch.bmm(x.to(stack_a.dtype), stack_a), stack_b).to(output.dtype)
+
+        handles.append(layer.register_forward_hook(add_delta))
+    try:
+        with model.disable_adapter():
+            yield
     finally:
         for h in handles:
             h.remove()

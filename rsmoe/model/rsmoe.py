@@ -22,7 +22,7 @@ from PIL import Image
 from torch import nn
 
 from rsmoe.model.encoders import build_image_encoder, preprocess
-from rsmoe.model.experts import mixed_adapters, separate_copies
+from rsmoe.model.experts import mixed_adapters, separate_copies, stacked_adapters
 from rsmoe.model.llm import build_llm
 from rsmoe.model.presets import DEFAULT_INSTRUCTION, EXPERT_INSTRUCTIONS, LLM_LORA_TARGETS, Preset
 from rsmoe.model.router import InstructionRouter
@@ -189,11 +189,18 @@ class RSMoE(nn.Module):
             return self.llm(inputs_embeds=embeds, attention_mask=mask).logits, labels
 
     def _loss(self, vlm_features: torch.Tensor, rows: list[Row]) -> ModelOutput:
-        logits, labels = self.row_logits(vlm_features, rows)
+        embeds, mask, labels = self._assemble(vlm_features, rows, left_pad=False)
+        with mixed_adapters(self.llm, [r.adapter for r in rows]):
+            hidden = self.llm.get_base_model().get_decoder()(inputs_embeds=embeds, attention_mask=mask)[0]
+        # The LM head (vocabulary-wide) only where a target token is predicted: the image, prompt
+        # and padding positions (about half of a Stage II row) need no logits.
         targets = labels[:, 1:]
-        ce = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), targets, ignore_index=IGNORE,
-                             reduction="none")  # (R, L-1)
-        row_sum, row_n = ce.sum(1), (targets != IGNORE).sum(1)
+        keep = targets != IGNORE  # (R, L-1)
+        logits = self.llm.get_output_embeddings()(hidden[:, :-1][keep]).float()  # (N, V)
+        ce = F.cross_entropy(logits, targets[keep], reduction="none")  # (N,)
+        row_of = keep.nonzero()[:, 0]
+        row_sum = torch.zeros(len(rows), device=ce.device).index_add(0, row_of, ce)
+        row_n = keep.sum(1)
         losses, tokens = {}, {}
         for adapter in dict.fromkeys(r.adapter for r in rows):
             idx = torch.tensor([i for i, r in enumerate(rows) if r.adapter == adapter], device=ce.device)
@@ -257,12 +264,14 @@ class RSMoE(nn.Module):
     @contextmanager
     def _inference(self) -> Iterator[None]:
         was_training = self.training
-        self.eval()
+        if was_training:
+            self.eval()
         try:
             with torch.no_grad():
                 yield
         finally:
-            self.train(was_training)
+            if was_training:
+                self.train(True)
 
     def generate_rows(self, vlm_features: torch.Tensor, rows: list[Row], *, max_new_tokens: int | None = None,
                       sequential: bool = False, min_new_tokens: int = 0) -> list[str]:
@@ -276,7 +285,8 @@ class RSMoE(nn.Module):
                           pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id)
             names = [r.adapter for r in rows]
             if not sequential:
-                ids = self.llm.generate(inputs_embeds=embeds, attention_mask=mask, adapter_names=names, **kwargs)
+                with stacked_adapters(self.llm, names):
+                    ids = self.llm.generate(inputs_embeds=embeds, attention_mask=mask, **kwargs)
                 tokens = [ids[i].tolist() for i in range(len(rows))]
             else:
                 tokens = [[] for _ in rows]
