@@ -17,8 +17,9 @@ import hashlib
 import json
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import torch
 from peft import set_peft_model_state_dict
@@ -48,29 +49,31 @@ def _fingerprint(tensors: Iterable[tuple[str, torch.Tensor]]) -> str | None:
 
 
 def fingerprints(model) -> dict[str, str | None]:
-    vlm_base = [(n, p) for n, p in model.vlm.named_parameters() if _vlm_group(n) == "qformer_base"]
+    vlm_base = [(n, p) for n, p in model.vlm.named_parameters() if vlm_group(n) == "qformer_base"]
     llm_base = [(n, p) for n, p in model.llm.named_parameters() if "lora_" not in n]
     return {"image_encoder": _fingerprint(model.image_encoder.state_dict().items()),
             "qformer_base": _fingerprint(vlm_base), "llm_base": _fingerprint(llm_base)}
 
 
-def _vlm_group(name: str) -> str:
+def vlm_group(name: str) -> str:
+    """The parameter group of a VLM-encoder parameter name."""
     return ("qformer_lora" if "lora_" in name else "queries" if name == "query_tokens"
             else "projection" if name.startswith("projection.") else "qformer_base")
 
 
 def vlm_state(model) -> dict[str, torch.Tensor]:
-    return {n: p.detach().contiguous() for n, p in model.vlm.named_parameters() if _vlm_group(n) in VLM_GROUPS}
+    return {n: p.detach().contiguous() for n, p in model.vlm.named_parameters() if vlm_group(n) in VLM_GROUPS}
 
 
 def save_model(model, folder: Path) -> Path:
     """Write the folder next to its final place, then swap it in (a crash leaves the old one)."""
     from rsmoe.model.rsmoe import STAGE1
-    folder = Path(folder)
-    tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    adapters = [STAGE1, *model.experts]
+    with swapped_folder(folder) as tmp:
+        _write(model, tmp, [STAGE1, *model.experts])
+    return Path(folder)
+
+
+def _write(model, tmp: Path, adapters: list[str]) -> None:
     config = {"format": FORMAT, "version": VERSION, "preset": model.preset.model_dump(mode="json"),
               "experts": list(model.experts), "adapters": adapters, "fingerprints": fingerprints(model)}
     (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
@@ -78,12 +81,26 @@ def save_model(model, folder: Path) -> Path:
     save_file({k: v.contiguous() for k, v in model.router.state_dict().items()}, tmp / "router.safetensors")
     model.llm.save_pretrained(tmp / "adapters", selected_adapters=adapters, safe_serialization=True)
     (tmp / "adapters" / "README.md").unlink(missing_ok=True)  # PEFT's empty model card
+
+
+@contextmanager
+def swapped_folder(folder: Path) -> Iterator[Path]:
+    """Yield an empty sibling folder to write into, then swap it in for `folder`: a crash
+    leaves the previous folder (or none), never a half-written one."""
+    folder = Path(folder)
+    tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     old = folder.with_name(f"{folder.name}.old-{os.getpid()}")
     if folder.exists():
         os.replace(folder, old)
     os.replace(tmp, folder)
     shutil.rmtree(old, ignore_errors=True)
-    return folder
 
 
 def load_model(cls, folder: Path, *, cache=None, **paths: str):

@@ -21,6 +21,7 @@ from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft
 from PIL import Image
 from torch import nn
 
+from rsmoe.model.checkpoint import vlm_group
 from rsmoe.model.encoders import build_image_encoder, preprocess
 from rsmoe.model.experts import mixed_adapters, separate_copies, stacked_adapters
 from rsmoe.model.llm import build_llm
@@ -92,9 +93,7 @@ class RSMoE(nn.Module):
         """Every parameter in exactly one named group (the trainable ones and the frozen bases)."""
         groups: dict[str, list[nn.Parameter]] = {"image_encoder": list(self.image_encoder.parameters())}
         for name, p in self.vlm.named_parameters():
-            key = ("qformer_lora" if "lora_" in name else "queries" if name == "query_tokens"
-                   else "projection" if name.startswith("projection.") else "qformer_base")
-            groups.setdefault(key, []).append(p)
+            groups.setdefault(vlm_group(name), []).append(p)
         for name, p in self.llm.named_parameters():
             adapter = _adapter_of(name)
             groups.setdefault(f"llm_lora:{adapter}" if adapter else "llm_base", []).append(p)

@@ -14,8 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +25,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
+from rsmoe.model.checkpoint import swapped_folder
 from rsmoe.params import StageTrainParams, TrainParams
 
 log = logging.getLogger("rsmoe")
@@ -129,10 +128,11 @@ def _mean_last(history: list[dict], n: int) -> float | None:
 
 def _save(folder: Path, run_key: str, step: int, model, names, optimizer, scheduler, history) -> None:
     """Write the checkpoint next to the old one, then swap: never a half-written checkpoint."""
-    folder = Path(folder)
-    tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    with swapped_folder(folder) as tmp:
+        _write(tmp, run_key, step, model, names, optimizer, scheduler, history)
+
+
+def _write(tmp: Path, run_key: str, step: int, model, names, optimizer, scheduler, history) -> None:
     named = dict(model.named_parameters())
     save_file({n: named[n].detach().cpu().contiguous() for n in names}, tmp / "trainable.safetensors")
     opt = optimizer.state_dict()
@@ -145,11 +145,6 @@ def _save(folder: Path, run_key: str, step: int, model, names, optimizer, schedu
     state = {"run_key": run_key, "step": step, "param_groups": opt["param_groups"],
              "scheduler": scheduler.state_dict(), "history": history}
     (tmp / "state.json").write_text(json.dumps(state))
-    old = folder.with_name(f"{folder.name}.old-{os.getpid()}")
-    if folder.exists():
-        os.replace(folder, old)
-    os.replace(tmp, folder)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _restore(folder: Path, run_key: str, model, names, optimizer, scheduler, history: list) -> int:
