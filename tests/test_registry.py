@@ -47,3 +47,17 @@ def test_flow_runs_every_stage_through_dvc_in_order(monkeypatch):
     with prefect_test_harness(server_startup_timeout=60):
         fp.pipeline(force=True)
     assert calls == [(s, True) for s in STAGES]
+
+
+def test_dvc_accepts_the_pipeline_file():
+    """DVC's own schema check (a stage-level plot's `y` must be one column, for instance)."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    dvc = Path(sys.executable).parent / "dvc"
+    out = subprocess.run([str(dvc) if dvc.exists() else shutil.which("dvc"), "stage", "list"],
+                         cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert [line.split()[0] for line in out.stdout.splitlines() if line.strip()] == list(STAGES)
