@@ -113,7 +113,7 @@ def test_each_ablation_setting_builds_and_trains(project, tmp_path, experts, str
     if strategy == "one-stage":  # the Q-Former LoRA trained too (it starts with B = 0)
         assert any(p.abs().sum() > 0 for n, p in model.vlm.named_parameters() if "lora_B" in n)
     rows = (params.paths.metrics / "stage2_steps.csv").read_text().splitlines()
-    assert rows[0].startswith("step,epoch,loss,lr,tokens_per_s") and len(rows) == 3
+    assert rows[0].startswith("step,epoch,loss,lr,tokens,step_s,tokens_per_s") and len(rows) == 3
 
 
 def _run_stage1(root, *, kill_after_checkpoint: bool = False) -> str:

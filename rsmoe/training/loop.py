@@ -106,7 +106,7 @@ def run_training(model: torch.nn.Module, examples: Sequence, forward: Callable, 
         optimizer.zero_grad(set_to_none=True)
         dt = time.perf_counter() - t0
         row = {"step": step + 1, "epoch": round((step + 1) / p.steps_per_epoch, 4), "loss": round(loss_sum, 6),
-               "lr": lr, "tokens_per_s": round(tokens / dt, 1)}
+               "lr": lr, "tokens": tokens, "step_s": round(dt, 4), "tokens_per_s": round(tokens / dt, 1)}
         row.update({f"loss_{k}": round(sum(v) / len(v), 6) for k, v in parts.items() if len(parts) > 1})
         history.append(row)
         bar.set_postfix(loss=f"{loss_sum:.3f}", lr=f"{lr:.2e}", tok_s=f"{tokens / dt:.0f}")
