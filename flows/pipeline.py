@@ -3,7 +3,9 @@
 Every task is a thin wrapper around `dvc repro <stage>`, so Prefect and DVC share one stage
 definition (dvc.yaml) and one cache: a stage whose deps and params did not change is a no-op.
 
-    python flows/pipeline.py            # run the flow once (a temporary local Prefect server)
+    python flows/pipeline.py                       # run the flow once (a temporary local Prefect server)
+    python flows/pipeline.py --experts 1           # paper Table V ablation (params.yaml is updated)
+    python flows/pipeline.py --strategy one-stage  # paper Table VII ablation
 """
 from __future__ import annotations
 
@@ -13,6 +15,9 @@ import sys
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
+
+from rsmoe.params import set_params
+from rsmoe.stages import STAGES
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,41 +44,50 @@ def dvc_repro(stage: str, force: bool = False) -> None:
         raise RuntimeError(f"stage {stage} failed (dvc repro exit {proc.returncode}):\n" + "\n".join(tail))
 
 
-@task(name="validate", retries=1, retry_delay_seconds=5)
-def validate(force: bool = False) -> None:
-    dvc_repro("validate", force)
+def stage_task(name: str):
+    """The Prefect task of one stage: `dvc repro NAME`, retried once for transient failures."""
 
+    @task(name=name, retries=1, retry_delay_seconds=5)
+    def run(force: bool = False) -> None:
+        dvc_repro(name, force)
 
-@task(name="prepare", retries=1, retry_delay_seconds=5)
-def prepare(force: bool = False) -> None:
-    dvc_repro("prepare", force)
-
-
-@task(name="stage1", retries=1, retry_delay_seconds=5)
-def stage1(force: bool = False) -> None:
-    dvc_repro("stage1", force)
-
-
-@task(name="propagate", retries=1, retry_delay_seconds=5)
-def propagate(force: bool = False) -> None:
-    dvc_repro("propagate", force)
-
-
-@task(name="stage2", retries=1, retry_delay_seconds=5)
-def stage2(force: bool = False) -> None:
-    dvc_repro("stage2", force)
+    return run
 
 
 # The pipeline order; a test checks it equals dvc.yaml's stages and rsmoe.stages.STAGES.
-TASKS = (validate, prepare, stage1, propagate, stage2)
+TASKS = tuple(stage_task(name) for name in STAGES)
 
 
 @flow(name="rsmoe", log_prints=True)
-def pipeline(force: bool = False) -> None:
-    """Run every stage in order; `force` reruns each stage even when DVC finds it up to date."""
-    for stage_task in TASKS:
-        stage_task(force)
+def pipeline(preset: str | None = None, experts: int | None = None, strategy: str | None = None,
+             force: bool = False) -> None:
+    """Run every stage in order through DVC.
+
+    preset / experts / strategy: when given, written into params.yaml first (as `dvc exp run -S`
+    does), so DVC reruns exactly the stages that read them: `experts=1` is paper Table V's
+    single-expert ablation, `strategy="one-stage"` Table VII's. force: rerun every stage even
+    when DVC finds it up to date.
+    """
+    logger = get_run_logger()
+    overrides = {k: v for k, v in (("model.preset", preset), ("model.experts", experts),
+                                   ("train.strategy", strategy)) if v is not None}
+    for key, (old, new) in set_params(ROOT / "params.yaml", overrides).items():
+        logger.info("params.yaml: %s %r -> %r", key, old, new)
+    for run_stage in TASKS:
+        run_stage(force)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Run the rsmoe flow once.")
+    ap.add_argument("--preset")
+    ap.add_argument("--experts", type=int, choices=(1, 2, 3, 4))
+    ap.add_argument("--strategy", choices=("two-stage", "one-stage"))
+    ap.add_argument("--force", action="store_true", help="rerun every stage")
+    args = ap.parse_args(argv)
+    pipeline(preset=args.preset, experts=args.experts, strategy=args.strategy, force=args.force)
 
 
 if __name__ == "__main__":
-    pipeline()
+    main()

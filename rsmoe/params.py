@@ -6,6 +6,7 @@ key, the file and the closest valid key, so a typo never silently falls back to 
 from __future__ import annotations
 
 import difflib
+import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -125,6 +126,26 @@ class StageTrainParams(Section):
     max_steps: int | None = Field(None, ge=1)  # stop after this many optimiser steps (quick runs)
 
 
+class KarpathySet(Section):
+    """A Karpathy-format caption set (dataset_rsicd.json style) for zero-shot evaluation."""
+
+    annotations: Path  # the JSON file: {"images": [{"filename", "split", "sentences": [{"raw"}]}]}
+    images: Path  # the folder its filenames are relative to
+    split: str = "test"
+
+
+class EvaluateParams(Section):
+    """The `evaluate` stage: captions, per-aspect scores, VQA, grounding, report."""
+
+    split: Literal["train", "val", "test"] = "test"
+    batch_size: int = Field(8, ge=1)  # images per generation batch
+    max_new_tokens: int | None = Field(None, ge=1)  # per expert segment; None: the preset's
+    vqa_max_new_tokens: int = Field(16, ge=1)
+    stage1: bool = True  # also score the Stage I model (a row of the scores table)
+    samples: int = Field(8, ge=0)  # test images shown in the HTML report
+    zero_shot: dict[str, KarpathySet] = {}  # e.g. ucm / sydney / rsicd test splits, when you have them
+
+
 class Params(Section):
     paths: PathsParams = PathsParams()
     synth: SynthParams = SynthParams()
@@ -135,6 +156,7 @@ class Params(Section):
     train: TrainParams = TrainParams()
     stage1: StageTrainParams = StageTrainParams()
     stage2: StageTrainParams = StageTrainParams()
+    evaluate: EvaluateParams = EvaluateParams()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -190,3 +212,40 @@ def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
     except yaml.YAMLError as err:
         raise ParamsError(f"{path}: not valid YAML: {err}") from None
     return parse_params(data, str(path))
+
+
+def set_params(path: str | Path, overrides: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Write `section.key: value` overrides into a params file, keeping its comments and layout.
+
+    The same change `dvc exp run -S section.key=value` makes to the workspace's params.yaml, so
+    `dvc repro` then reruns exactly the stages that read the changed keys. The result is checked
+    before anything is written (an invalid value leaves the file as it was). Returns the keys
+    whose value changed, as key -> (old, new).
+    """
+    from ruamel.yaml import YAML
+
+    path = Path(path)
+    rt = YAML()  # round-trip: comments, order and quoting survive
+    rt.preserve_quotes = True
+    rt.representer.add_representer(type(None), lambda r, _: r.represent_scalar("tag:yaml.org,2002:null", "null"))
+    doc = rt.load(path.read_text(encoding="utf-8")) if path.is_file() else None
+    if doc is None:
+        raise ParamsError(f"{path}: params file not found; run from the repository root or pass --params FILE")
+    changed: dict[str, tuple[Any, Any]] = {}
+    for dotted, value in overrides.items():
+        *parents, leaf = dotted.split(".")
+        node = doc
+        for key in parents:
+            if not isinstance(node.get(key), dict):
+                raise ParamsError(f"{path}: cannot set {dotted}: no section {key!r}")
+            node = node[key]
+        if node.get(leaf) != value:
+            changed[dotted] = (node.get(leaf), value)
+            node[leaf] = value
+    parse_params(json.loads(json.dumps(doc)), f"{path} with {', '.join(f'{k}={v!r}' for k, v in overrides.items())}")
+    if changed:
+        tmp = path.with_name(f".{path.name}.tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            rt.dump(doc, f)
+        tmp.replace(path)
+    return changed

@@ -60,3 +60,21 @@ def test_missing_file_and_bad_yaml(tmp_path):
     bad.write_text("prepare: [1, 2\n")
     with pytest.raises(ParamsError, match="not valid YAML"):
         load_params(bad)
+
+
+def test_set_params_changes_one_key_keeps_comments_and_rejects_bad_values(tmp_path):
+    from rsmoe.params import ParamsError, load_params, set_params
+
+    path = tmp_path / "params.yaml"
+    original = (REPO / "params.yaml").read_text()
+    path.write_text(original)
+    assert set_params(path, {"model.experts": 1}) == {"model.experts": (3, 1)}
+    text = path.read_text()
+    assert load_params(path).model.experts == 1
+    assert text.replace("experts: 1 ", "experts: 3 ") == original  # only that value changed, comments kept
+    assert set_params(path, {"model.experts": 1}) == {}  # no change, no write
+    with pytest.raises(ParamsError, match="experts"):
+        set_params(path, {"model.experts": 7})
+    with pytest.raises(ParamsError, match="no section"):
+        set_params(path, {"nosuch.key": 1})
+    assert load_params(path).model.experts == 1  # a rejected value leaves the file as it was

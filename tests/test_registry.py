@@ -61,3 +61,19 @@ def test_dvc_accepts_the_pipeline_file():
                          cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert [line.split()[0] for line in out.stdout.splitlines() if line.strip()] == list(STAGES)
+
+
+def test_flow_parameters_are_written_to_params_like_dvc_exp_run_set(monkeypatch, tmp_path):
+    from prefect.testing.utilities import prefect_test_harness
+
+    import flows.pipeline as fp
+
+    (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
+    monkeypatch.setattr(fp, "ROOT", tmp_path)
+    calls = []
+    monkeypatch.setattr(fp, "dvc_repro", lambda stage, force=False: calls.append(stage))
+    with prefect_test_harness(server_startup_timeout=60):
+        fp.pipeline(experts=1, strategy="one-stage")
+    written = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    assert written["model"]["experts"] == 1 and written["train"]["strategy"] == "one-stage"
+    assert calls == list(STAGES)
