@@ -201,3 +201,25 @@ def test_expert_count_is_a_parameter(n, names, pixels):
     segments = {name: "There is a plane." for name in names}
     assert set(model.forward_experts([segments], image_tokens=model.image_tokens(pixels[:1])).losses) == set(names)
     assert list(model.caption(pixels[:1], max_new_tokens=2)[0].segments) == list(names)
+
+
+@pytest.mark.parametrize("names", [
+    ["stage1", "stage1", "stage1"],  # one adapter: one slice (Stage I)
+    ["theme", "theme", "objects", "relations"],  # expert-major, contiguous (Stage II)
+    ["theme", "objects", "theme", "__base__"],  # interleaved, and a row without adapter
+])
+def test_mixed_adapters_equal_peft_mixed_batch_forward(names):
+    """Our per-row LoRA hook gives PEFT's own `adapter_names=` forward, logits for logits."""
+    from rsmoe.model.experts import mixed_adapters
+
+    model = RSMoE(get_preset("tiny"))
+    _randomise_adapters(model)
+    ids = torch.randint(0, 100, (len(names), 7), generator=torch.Generator().manual_seed(2))
+    before = [list(m.active_adapters) for m in model.llm.modules() if hasattr(m, "lora_A") and m.lora_A]
+    with torch.no_grad():
+        expected = model.llm(input_ids=ids, adapter_names=names).logits
+        with mixed_adapters(model.llm, names):
+            got = model.llm(input_ids=ids).logits
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    after = [list(m.active_adapters) for m in model.llm.modules() if hasattr(m, "lora_A") and m.lora_A]
+    assert after == before  # restored after the block

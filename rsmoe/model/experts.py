@@ -1,41 +1,86 @@
 """Experts are named PEFT LoRA adapters on ONE frozen base LLM.
 
 A batch mixes experts row by row: every LoRA layer adds, to each row, the update of that row's
-adapter (PEFT's mixed-batch forward). PEFT offers this through `adapter_names=` only outside
-training mode; switching adapters with `set_adapter` between the experts' forwards of one
-training step is no substitute, because it turns `requires_grad` off on the adapters not
-selected and their gradients are then lost (checked: 2 of 3 experts got no gradient). So
-`mixed_adapters` installs PEFT's own per-row hook for one forward, in training as in inference.
+adapter. PEFT offers this through `adapter_names=` only outside training mode; switching adapters
+with `set_adapter` between the experts' forwards of one training step is no substitute, because
+it turns `requires_grad` off on the adapters not selected and their gradients are then lost
+(checked: 2 of 3 experts got no gradient). So `mixed_adapters` adds the per-row updates itself,
+for one forward, in training as in inference.
 """
 from __future__ import annotations
 
 import copy
 from contextlib import contextmanager
-from functools import partial
 from typing import Iterator, Sequence
 
 from peft import PeftModel
 from peft.tuners.lora import LoraLayer
-from peft.tuners.lora.model import _adapter_names_pre_forward_hook
 import torch
 from torch import nn
 
 
+def _row_groups(names: Sequence[str]) -> list[tuple[str, slice | torch.Tensor]]:
+    """adapter -> its rows: a slice when they are one contiguous run (a view, no copy), else indices."""
+    groups: dict[str, list[int]] = {}
+    for i, n in enumerate(names):
+        groups.setdefault(n, []).append(i)
+    return [(n, slice(rows[0], rows[-1] + 1) if rows[-1] - rows[0] + 1 == len(rows) else torch.tensor(rows))
+            for n, rows in groups.items()]
+
+
 @contextmanager
 def mixed_adapters(model: PeftModel, names: Sequence[str]) -> Iterator[None]:
-    """Within the block, row r of every forward of `model` uses adapter `names[r]`."""
+    """Within the block, row r of every forward of `model` uses adapter `names[r]` ("__base__":
+    no adapter), in training as in inference.
+
+    PEFT's own mixed-batch forward gathers and scatters the rows of every adapter on every LoRA
+    layer (`x[idx]`, `result[idx] += ...`): 16 % of a Stage I step of the small preset, where all
+    rows use one adapter. Here each LoRA layer runs its base layer alone (its active adapters are
+    emptied for the block; `requires_grad` is untouched, unlike PEFT's `disable_adapter`) and a
+    hook adds each adapter's update to its rows: a slice per adapter when the rows of an adapter
+    are contiguous (callers order rows by expert), index_add otherwise. Dropout and scaling are
+    the adapter's own, so the result equals PEFT's forward (tests compare them).
+    """
     known = set(model.peft_config)
     unknown = sorted(set(names) - known - {"__base__"})
     if unknown:
         raise KeyError(f"no adapter named {', '.join(unknown)}; the model has {', '.join(sorted(known))}")
-    hook = partial(_adapter_names_pre_forward_hook, adapter_names=list(names))
-    handles = [m.register_forward_pre_hook(hook, with_kwargs=True)
-               for m in model.modules() if isinstance(m, LoraLayer)]
+    groups = _row_groups(names)
+    contiguous = all(isinstance(rows, slice) for _, rows in groups)
+    if not contiguous:
+        groups = [(n, torch.arange(len(names))[rows] if isinstance(rows, slice) else rows) for n, rows in groups]
+
+    def add_updates(layer, args, output):
+        x = args[0]
+        deltas = []
+        for name, rows in groups:
+            if name == "__base__":
+                deltas.append(None)
+                continue
+            a, b = layer.lora_A[name], layer.lora_B[name]
+            deltas.append(b(a(layer.lora_dropout[name](x[rows].to(a.weight.dtype)))) * layer.scaling[name])
+        if contiguous:
+            parts = [output[rows] if d is None else output[rows] + d.to(output.dtype)
+                     for (_, rows), d in zip(groups, deltas)]
+            return torch.cat(parts) if len(parts) > 1 else parts[0]
+        for (_, rows), d in zip(groups, deltas):
+            if d is not None:
+                output = output.index_add(0, rows.to(output.device), d.to(output.dtype))
+        return output
+
+    layers = [m for m in model.modules() if isinstance(m, LoraLayer) and m.lora_A]
+    saved = [layer._active_adapter for layer in layers]
+    handles = []
     try:
+        for layer in layers:
+            layer._active_adapter = []  # the base layer only; our hook adds the per-row updates
+            handles.append(layer.register_forward_hook(add_updates))
         yield
     finally:
         for h in handles:
             h.remove()
+        for layer, active in zip(layers, saved):
+            layer._active_adapter = active
 
 
 @contextmanager

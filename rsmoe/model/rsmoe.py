@@ -175,8 +175,9 @@ class RSMoE(nn.Module):
         instructions = _per_image(instructions, len(segments))
         if vlm_features is None:
             vlm_features = self.vlm_features(image_tokens, instructions)
+        # expert-major: each expert's rows are contiguous, so its LoRA update is one slice
         rows = [Row(b, e, EXPERT_INSTRUCTIONS[e], instructions[b], True, seg[e].strip())
-                for b, seg in enumerate(segments) for e in self.experts if seg.get(e, "").strip()]
+                for e in self.experts for b, seg in enumerate(segments) if seg.get(e, "").strip()]
         if not rows:
             raise ValueError("no expert has a non-empty segment in this batch")
         return self._loss(vlm_features, rows)
@@ -324,6 +325,22 @@ class RSMoE(nn.Module):
             segs = {r.adapter: t for r, t in zip(rows, texts) if r.image == b}
             out.append(Caption(" ".join(s for s in segs.values() if s), segs))
         return out
+
+    def answer(self, questions: Sequence[str], experts: Sequence[str], *, image_tokens: torch.Tensor,
+               max_new_tokens: int = 16) -> list[str]:
+        """Zero-shot VQA (paper IV-E): question q about image q goes to expert `experts[q]` (the
+        expert of its question type), with the question as the instruction of the Q-Former,
+        the router and the LLM. `image_tokens` holds one row per question. All questions are
+        decoded in one batched mixed-expert call."""
+        if not (len(questions) == len(experts) == image_tokens.shape[0]):
+            raise ValueError("answer: questions, experts and image_tokens must have one entry per question")
+        unknown = sorted(set(experts) - set(self.experts))
+        if unknown:
+            raise ValueError(f"answer: unknown experts {unknown}; this model has {list(self.experts)}")
+        with self._inference():
+            feats = self.vlm_features(image_tokens, list(questions))
+        rows = [Row(i, e, q, q, True) for i, (q, e) in enumerate(zip(questions, experts))]
+        return self.generate_rows(feats, rows, max_new_tokens=max_new_tokens)
 
     def propagate_stage1(self) -> None:
         """Weight propagation (paper III-E): every expert adapter becomes a copy of the Stage I
