@@ -1,0 +1,1 @@
+"""Evaluation: predictions, caption and VQA metrics, grounding against annotations."""

@@ -1,0 +1,118 @@
+"""Caption metrics: BLEU-1..4, METEOR, ROUGE-L and CIDEr exactly as pycocoevalcap computes them.
+
+The same steps as coco-caption's `COCOEvalCap.evaluate`: both sides go through the PTB
+tokenizer (Java, lower-cased, punctuation removed), then each scorer runs on the tokenized
+texts. Scores are scaled x100, like the paper's tables. SPICE needs Stanford CoreNLP models that
+it downloads on first use, which this offline pipeline cannot do, so it is left out.
+
+Inputs are checked before anything reaches Java: an empty candidate or reference, or ids that
+do not match, would otherwise crash deep inside a Java subprocess (or hang METEOR).
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from rsmoe.errors import InputError
+
+METRICS: tuple[str, ...] = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr")
+SPICE_NOTE = ("SPICE is not computed: pycocoevalcap's SPICE downloads Stanford CoreNLP models on "
+              "first use and this pipeline runs offline")
+
+
+class EvaluationError(InputError):
+    """Candidates or references that cannot be scored; names the record and the fix."""
+
+
+def _check(candidates: dict[str, str], references: dict[str, list[str]], source: str) -> None:
+    if not candidates:
+        raise EvaluationError(source, "no candidate captions to score", "generate captions for at least one image")
+    missing = sorted(set(candidates) - set(references), key=str)
+    if missing:
+        raise EvaluationError(source, f"{len(missing)} candidates have no references (first: {missing[0]!r})",
+                              "score only images that have reference captions", record=str(missing[0]))
+    extra = sorted(set(references) - set(candidates), key=str)
+    if extra:
+        raise EvaluationError(source, f"{len(extra)} references have no candidate (first: {extra[0]!r})",
+                              "caption every referenced image, or drop its references", record=str(extra[0]))
+    for key, text in candidates.items():
+        if not isinstance(text, str) or not text.strip():
+            raise EvaluationError(source, "the candidate caption is empty", "a model must write at least one word; "
+                                  "check max_new_tokens and the model's end-of-text handling", record=str(key))
+    for key, refs in references.items():
+        if not refs or any(not isinstance(r, str) or not r.strip() for r in refs):
+            raise EvaluationError(source, "an empty reference caption", "drop empty references from the annotations",
+                                  record=str(key))
+    if shutil.which("java") is None:
+        raise EvaluationError(source, "java not found: pycocoevalcap's tokenizer and METEOR run on Java",
+                              "install Java 17 (e.g. `apt-get install openjdk-17-jre-headless`)")
+
+
+def _meteor(gts: dict, res: dict) -> float:
+    from pycocoevalcap.meteor.meteor import Meteor
+
+    scorer = Meteor()
+    try:
+        return scorer.compute_score(gts, res)[0]
+    finally:  # its Java process otherwise lives until garbage collection
+        proc = scorer.meteor_p
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            stream.close()
+        proc.kill()
+        proc.wait()
+
+
+def score(candidates: dict[str, str], references: dict[str, list[str]], *,
+          source: str | Path = "<captions>") -> dict[str, float]:
+    """{id: caption} against {id: [reference, ...]} -> {BLEU-1..4, METEOR, ROUGE-L, CIDEr} x100.
+
+    `source` names the data in error messages (a file, or a split). CIDEr's document frequencies
+    come from the references given, as in coco-caption: score a whole split in one call.
+    """
+    from pycocoevalcap.bleu.bleu import Bleu
+    from pycocoevalcap.cider.cider import Cider
+    from pycocoevalcap.rouge.rouge import Rouge
+    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+
+    _check(candidates, references, str(source))
+    tokenizer = PTBTokenizer()
+    gts = tokenizer.tokenize({k: [{"caption": r} for r in v] for k, v in references.items()})
+    res = tokenizer.tokenize({k: [{"caption": candidates[k]}] for k in references})
+    for key, (text,) in res.items():
+        if not text.strip():  # e.g. a candidate of punctuation only
+            raise EvaluationError(str(source), "the candidate has no words after tokenization",
+                                  "a caption needs at least one word", record=str(key))
+    bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
+    out = {f"BLEU-{i + 1}": b for i, b in enumerate(bleu)}
+    out["METEOR"] = _meteor(gts, res)
+    out["ROUGE-L"] = Rouge().compute_score(gts, res)[0]
+    out["CIDEr"] = Cider().compute_score(gts, res)[0]
+    return {k: float(out[k]) * 100 for k in METRICS}
+
+
+def score_aspects(candidates: dict[str, dict[str, str]], references: dict[str, dict[str, str]], *,
+                  source: str | Path = "<captions>") -> dict[str, dict]:
+    """Per-aspect scores: each expert's segment against the reference's segment of its aspect.
+
+    Both sides map image id -> {aspect (expert name): segment}. For each aspect, images whose
+    reference segment is empty are skipped (nothing to compare with); an image whose reference
+    has the segment but whose generated segment is empty is counted in `missing` and left out of
+    the scores (pycocoevalcap cannot score an empty text). Returns {aspect: {metrics..., n, missing}};
+    an aspect without any scorable pair is omitted.
+    """
+    aspects = list(dict.fromkeys(a for segs in references.values() for a in segs))
+    out: dict[str, dict] = {}
+    for aspect in aspects:
+        cands, refs, missing = {}, {}, 0
+        for key, segs in references.items():
+            ref = (segs.get(aspect) or "").strip()
+            if not ref:
+                continue
+            cand = (candidates.get(key, {}).get(aspect) or "").strip()
+            if not cand:
+                missing += 1
+                continue
+            cands[key], refs[key] = cand, [ref]
+        if cands:
+            out[aspect] = {**score(cands, refs, source=f"{source}, aspect {aspect}"), "n": len(cands), "missing": missing}
+    return out
