@@ -14,6 +14,7 @@ from rsmoe.params import Params, parse_params
 
 REPO = Path(__file__).resolve().parents[1]
 RSICAP = REPO.parent / "shared" / "data" / "rsicap" / "captions.json"
+RSIEVAL = REPO.parent / "shared" / "data" / "rsieval" / "annotations.json"
 
 
 def make_prepared(root: Path, n: int = 8) -> Path:
@@ -33,11 +34,38 @@ def make_prepared(root: Path, n: int = 8) -> Path:
     return out
 
 
+# DOTA annotations for two test crops, so grounding has something to check against
+TEST_OBJECTS = {0: [{"category": "plane"}] * 7 + [{"category": "small-vehicle"}] * 3,
+                1: [{"category": "large-vehicle"}] * 4 + [{"category": "small-vehicle"}] * 6}
+
+
+def add_test_split(prepared: Path) -> Path:
+    """A test split of the real RSIEval images' captions and QA pairs (random pixels), two of
+    them with DOTA objects; written into prepared/captions.json and prepared/qa.json."""
+    rng = np.random.default_rng(1)
+    caps = json.loads((prepared / "captions.json").read_text())
+    qa = {"annotations": []}
+    for i, a in enumerate(json.loads(RSIEVAL.read_text())["annotations"]):
+        name = f"T{i:04d}_0000.png"
+        Image.fromarray((rng.random((64, 64, 3)) * 255).astype(np.uint8)).save(prepared / "images" / name)
+        text = a["caption"].strip()
+        record = {"image_id": f"t{i}", "filename": name, "text_input": "Describe this image.", "text_output": text,
+                  "split": "test", "segments": split_caption(text)}
+        if i in TEST_OBJECTS:
+            record["objects"] = TEST_OBJECTS[i]
+        caps["annotations"].append(record)
+        qa["annotations"].append({"filename": name, "caption": text, "split": "test", "qa_pairs": a["qa_pairs"]})
+    (prepared / "captions.json").write_text(json.dumps(caps))
+    (prepared / "qa.json").write_text(json.dumps(qa))
+    return prepared
+
+
 def tiny_params(root: Path, **sections) -> Params:
     """Params for the tiny preset with every path under root; `sections` override (merged)."""
     data = {
         "paths": {"prepared": str(root / "prepared"), "models": str(root / "models"),
                   "metrics": str(root / "metrics"), "checkpoints": str(root / "checkpoints"),
+                  "reports": str(root / "reports"),
                   "features": str(root / "features"),
                   "cache": os.environ["RSMOE_CACHE"]},  # converted weights: shared, not per test
         "model": {"preset": "tiny", "experts": 3},

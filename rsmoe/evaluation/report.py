@@ -1,0 +1,471 @@
+"""The evaluation report: one self-contained HTML file with scores, VQA, grounding, loss curves and samples.
+
+    data = ReportData(preset="tiny", experts=["theme", "objects", "relations"], strategy="two-stage",
+                      date="2025-11-24", scores={"stage2": captions.score(...)}, vqa=vqa.accuracy(rows), ...)
+    write_report(Path("reports/report.html"), data)
+    render_png(Path("reports/report.html"), Path("reports/report.png"))  # optional, needs Chromium
+
+Self-contained: the CSS is inline and every picture (sample thumbnails, the loss plot) is a
+base64 PNG data URI, so nothing is fetched when the file is opened, and no file path is written
+into it: the file can be attached to a CI run or mailed as is. Every text is HTML-escaped.
+
+The inputs are dataclasses of plain, JSON-able types; the dict-valued fields take exactly what
+`captions.score` / `captions.score_aspects` / `vqa.accuracy` / `grounding.aggregate` return.
+
+Samples. The generated caption is shown with its aspect segments tinted in the colours of the
+paper's figures: orange = theme, purple = objects, green = relations. The figures have no colour
+of their own for absolute positions (the 3-expert model writes them with relations), so
+positions get a teal green that a 4-expert run can tell apart from relations. Other segment
+labels (the 2-expert model's "details", a 1-expert "caption", "stage1") are grey. Spans are
+half-open character ranges [start, end) into `Sample.caption`:
+
+- `Segment(label, start, end)`: one aspect / expert segment. Segments must not overlap; text
+  between them (the spaces that join them) is shown untinted. `segment_spans(caption, segments)`
+  finds them for the model's `Caption.segments` ({expert: text}, joined in expert order).
+- `Mark(start, end, kind, note)`: a grounding error, `kind` a `grounding` status (see `MARK_STYLES`),
+  `note` the tooltip. Marks may overlap segments and each other. `grounding_marks(g)` builds them
+  from a `Grounding.to_dict()`; `sample_from_prediction` builds a whole `Sample` from a row of
+  `reports/predictions.jsonl`.
+"""
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import itertools
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from rsmoe.evaluation.captions import METRICS
+
+# label -> (strong, tint): the tint fills the segment's background, the strong colour underlines
+# it and draws the expert's loss curve. Tints are opaque so a screenshot shows them pixel-exact.
+ASPECT_COLOURS: dict[str, tuple[str, str]] = {
+    "theme": ("#e67e22", "#fde3c4"),  # orange
+    "objects": ("#8e44ad", "#ead8f3"),  # purple
+    "relations": ("#27a243", "#d2efd9"),  # green
+    "positions": ("#138d7c", "#cbece7"),  # teal green: not in the paper's figures, see module doc
+}
+OTHER_COLOUR = ("#7f8c8d", "#e6e8e8")
+ERROR_RED = "#d62728"
+PLOT_FACE = "#f3f6fb"  # the loss plot's axes background; used nowhere else, so a test can find the plot
+# grounding status -> (CSS text decoration, legend text)
+MARK_STYLES: dict[str, tuple[str, str]] = {
+    "hallucinated": ("line-through", "named, but not in the annotations"),
+    "miscounted": ("underline wavy", "wrong count"),
+    "denied": ("underline dotted", "said absent, but present"),
+    "vague_mismatch": ("underline dashed", "vague quantity that does not fit"),
+}
+THUMBNAIL = 256  # px, the longer side of a sample image
+
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+# --headless is Chromium's new headless mode (the default since 132); --no-sandbox because CI
+# and containers run as root; the rest keep it from phoning home and from showing scrollbars.
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--disable-quic",
+                  "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync")
+
+
+@dataclass(frozen=True)
+class Segment:
+    label: str  # aspect or expert name: theme / objects / positions / relations are coloured, others grey
+    start: int  # caption[start:end] is the segment
+    end: int
+
+
+@dataclass(frozen=True)
+class Mark:
+    start: int  # caption[start:end] is the erroneous phrase
+    end: int
+    kind: str  # a key of MARK_STYLES (a grounding status)
+    note: str = ""  # the tooltip: what is wrong
+
+
+@dataclass
+class Sample:
+    name: str  # the image's id or file name, shown above it (never a path)
+    reference: str
+    caption: str  # the generated caption that the spans index
+    segments: list[Segment] = field(default_factory=list)
+    marks: list[Mark] = field(default_factory=list)
+    missed: list[str] = field(default_factory=list)  # classes present but never named (no span to mark)
+    image: Any = None  # a PIL image, an image file (str / Path) or None; embedded as a <=256 px PNG
+    others: dict[str, str] = field(default_factory=dict)  # other models' captions, plain: {"stage1": ...}
+
+
+@dataclass
+class ReportData:
+    preset: str
+    experts: list[str]
+    strategy: str
+    date: str  # shown as given, e.g. "2025-11-24"
+    split: str = "test"
+    images: int | None = None  # images scored in the split
+    scores: dict[str, dict[str, float]] = field(default_factory=dict)  # model row -> {METRICS}
+    aspects: dict[str, dict[str, float]] = field(default_factory=dict)  # as captions.score_aspects
+    vqa: dict[str, Any] = field(default_factory=dict)  # as vqa.accuracy: per_type, average, overall, n
+    grounding: dict[str, Any] = field(default_factory=dict)  # as grounding.aggregate
+    losses: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # stage -> rows of <stage>_steps.csv
+    samples: list[Sample] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # shown at the end, e.g. captions.SPICE_NOTE
+
+
+# ---------------------------------------------------------------------------------------------
+# Building the inputs
+
+
+def read_steps(path: Path) -> list[dict[str, str]]:
+    """metrics/<stage>_steps.csv (written by training) -> its rows; [] when the file is absent."""
+    if not Path(path).is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def segment_spans(caption: str, segments: Mapping[str, str] | Sequence[tuple[str, str]]) -> list[Segment]:
+    """{label: text} (or (label, text) pairs), in caption order -> their spans in `caption`.
+
+    Each non-empty text is looked up after the previous one, so any joining ("a. b" by the model's
+    " ".join) works; a text not found raises, naming the label.
+    """
+    pairs = segments.items() if isinstance(segments, Mapping) else segments
+    out, pos = [], 0
+    for label, text in pairs:
+        text = (text or "").strip()
+        if not text:
+            continue
+        start = caption.find(text, pos)
+        if start < 0:
+            raise ValueError(f"segment {label!r} ({text[:40]!r}) is not in the caption after character {pos}; "
+                             "pass the segments in caption order, as the caption was joined from them")
+        out.append(Segment(label, start, start + len(text)))
+        pos = start + len(text)
+    return out
+
+
+def grounding_marks(g: Mapping[str, Any]) -> list[Mark]:
+    """A `Grounding.to_dict()` (or its JSON) -> a Mark for every phrase of a wrong claim."""
+    marks = []
+    for category, r in g["classes"].items():
+        m, status, true = r["mention"], r["status"], r["true_count"]
+        if m is None or status not in MARK_STYLES:
+            continue
+        if status == "hallucinated":
+            note, spans = f"{category}: named, but the annotations have none", m["spans"]
+        elif status == "denied":
+            note, spans = f"{category}: said to be absent, but the annotations have {true}", m["spans"]
+        elif status == "miscounted":
+            note, spans = f"{category}: \u201c{m['text']}\u201d, but the annotations have {true}", [m["span"]]
+        else:
+            note, spans = f"{category}: \u201c{m['quantifier']}\u201d does not fit the true count {true}", [m["span"]]
+        marks += [Mark(int(a), int(b), status, note) for a, b in spans]
+    return sorted(marks, key=lambda k: (k.start, k.end))
+
+
+def sample_from_prediction(row: Mapping[str, Any], image: Any = None) -> Sample:
+    """A row of reports/predictions.jsonl (filename, reference, caption, segments, grounding,
+    optional stage1) -> a Sample; `image` as `Sample.image`."""
+    g = row.get("grounding")
+    return Sample(name=Path(row["filename"]).name, reference=row["reference"], caption=row["caption"],
+                  segments=segment_spans(row["caption"], row.get("segments") or {}),
+                  marks=grounding_marks(g) if g else [], missed=list(g["missed"]) if g else [], image=image,
+                  others={"stage1": row["stage1"]} if row.get("stage1") else {})
+
+
+# ---------------------------------------------------------------------------------------------
+# Pictures
+
+
+def _data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def _thumbnail(image: Any, name: str) -> str:
+    if isinstance(image, (str, Path)):
+        if not Path(image).is_file():
+            raise FileNotFoundError(f"sample {name!r}: image file {image} not found; pass an existing file, "
+                                    "a PIL image or None")
+        with Image.open(image) as im:
+            im = im.convert("RGB")
+    else:
+        im = image.convert("RGB")  # a copy: thumbnail() below works in place
+    im.thumbnail((THUMBNAIL, THUMBNAIL))
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    return _data_uri(buf.getvalue())
+
+
+def _series(rows: list[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:
+    """(steps, values) of one CSV column; empty cells (a column a row lacks) are skipped."""
+    pts = [(float(r["step"]), float(r[key])) for r in rows if r.get(key) not in (None, "")]
+    return [s for s, _ in pts], [v for _, v in pts]
+
+
+def _smooth(values: list[float], window: int) -> list[float]:
+    """Trailing running mean: per-step losses are too noisy to compare experts by eye."""
+    acc = list(itertools.accumulate(values, initial=0.0))
+    return [(acc[i + 1] - acc[max(0, i + 1 - window)]) / min(i + 1, window) for i in range(len(values))]
+
+
+def loss_plot(losses: Mapping[str, list[dict[str, Any]]]) -> bytes | None:
+    """One panel per stage: total loss (black) and each `loss_<expert>` column in its aspect colour.
+    Long runs (>200 steps) show the raw total faintly under running means. None when there are no rows."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    stages = [(name, rows) for name, rows in losses.items() if rows]
+    if not stages:
+        return None
+    fig = Figure(figsize=(10, 3.4), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    greys = itertools.cycle(["#7f8c8d", "#34495e", "#b07d62", "#5d6d7e"])
+    for i, (name, rows) in enumerate(stages):
+        ax = fig.add_subplot(1, len(stages), i + 1, facecolor=PLOT_FACE)
+        window = max(1, len(rows) // 50) if len(rows) > 200 else 1
+        steps, loss = _series(rows, "loss")
+        if window > 1:
+            ax.plot(steps, loss, color="#222222", alpha=0.2, lw=0.8)
+        ax.plot(steps, _smooth(loss, window), color="#222222", lw=1.8, label="loss", zorder=3)
+        for key in [k for k in rows[0] if k.startswith("loss_")]:
+            expert = key.removeprefix("loss_")
+            colour = ASPECT_COLOURS[expert][0] if expert in ASPECT_COLOURS else next(greys)
+            s, v = _series(rows, key)
+            ax.plot(s, _smooth(v, window), color=colour, lw=1.4, label=expert)
+        ax.set_title(name + (f" (running mean of {window} steps)" if window > 1 else ""), fontsize=10)
+        ax.set_xlabel("step")
+        if i == 0:
+            ax.set_ylabel("loss")
+        for side in ("top", "right"):
+            ax.spines[side].set_visible(False)
+        ax.legend(fontsize=8, frameon=False)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", metadata={"Software": None})
+    return buf.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------
+# HTML
+
+
+def _e(text: Any) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _num(v: Any, unit: str = "") -> str:
+    if v is None or v == "":
+        return "\u2013"
+    return str(v) if isinstance(v, int) else f"{float(v):.2f}{unit}"
+
+
+def _table(head: Sequence[str], rows: Sequence[Sequence[str]], bold: Collection[tuple[int, int]] = ()) -> str:
+    """Cells are HTML already (escaped by the caller); `bold` holds (row, column) of best values."""
+    th = "".join(f"<th>{_e(h)}</th>" for h in head)
+    body = "".join("<tr>" + "".join(f"<td><strong>{c}</strong></td>" if (i, j) in bold else f"<td>{c}</td>"
+                                    for j, c in enumerate(row)) + "</tr>" for i, row in enumerate(rows))
+    return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _scores_html(scores: Mapping[str, Mapping[str, float]]) -> str:
+    rows = [[_e(name)] + [_num(s.get(m)) for m in METRICS] for name, s in scores.items()]
+    bold = set()
+    if len(scores) > 1:  # the best model per metric
+        for j, m in enumerate(METRICS, start=1):
+            vals = [(s[m], i) for i, s in enumerate(scores.values()) if s.get(m) is not None]
+            bold |= {(i, j) for v, i in vals if v == max(vals)[0]}
+    return _table(["model", *METRICS], rows, bold)
+
+
+def _aspects_html(aspects: Mapping[str, Mapping[str, float]]) -> str:
+    rows = [[_legend_swatch(a) + _e(a)] + [_num(s.get(m)) for m in METRICS] + [_num(s.get("n"))]
+            for a, s in aspects.items()]
+    return _table(["aspect", *METRICS, "n"], rows)
+
+
+def _vqa_html(vqa: Mapping[str, Any]) -> str:
+    rows = [[_e(t), _num(r.get("accuracy"), " %"), _num(r.get("n"))] for t, r in vqa.get("per_type", {}).items()]
+    rows.append(["<strong>average</strong> (mean of types)", _num(vqa.get("average"), " %"), ""])
+    rows.append(["<strong>overall</strong> (all questions)", _num(vqa.get("overall"), " %"), _num(vqa.get("n"))])
+    return _table(["question type", "accuracy", "n"], rows)
+
+
+def _grounding_html(g: Mapping[str, Any]) -> str:
+    pct = [("count_accuracy", "count accuracy"), ("vague_accuracy", "vague accuracy"),
+           ("hallucination_rate", "hallucination rate"), ("miss_rate", "miss rate")]
+    totals = [("counted", "counts checked"), ("mentioned", "classes named"), ("present", "classes present"),
+              ("images", "images")]
+    table = _table([h for _, h in pct + totals],
+                   [[_num(g.get(k), " %") for k, _ in pct] + [_num(g.get(k)) for k, _ in totals]])
+    per_class = g.get("per_class") or {}
+    if not per_class:
+        return table
+    cols = ["present", "mentioned", "hallucinated", "missed", "denied", "counted", "count_correct"]
+    rows = [[_e(c)] + [_num(r.get(k)) for k in cols] for c, r in per_class.items()]
+    return table + f"<details><summary>per class</summary>{_table(['class', *cols], rows)}</details>"
+
+
+def _legend_swatch(label: str) -> str:
+    cls = label if label in ASPECT_COLOURS else "other"
+    return f'<span class="sw seg-{cls}"></span>'
+
+
+def _check_spans(s: Sample) -> None:
+    n = len(s.caption)
+    for sp in [*s.segments, *s.marks]:
+        if not 0 <= sp.start <= sp.end <= n:
+            raise ValueError(f"sample {s.name!r}: {sp} lies outside the caption (length {n}); "
+                             "spans are [start, end) character offsets into Sample.caption")
+    for a, b in zip(sorted(s.segments, key=lambda x: x.start), sorted(s.segments, key=lambda x: x.start)[1:]):
+        if b.start < a.end:
+            raise ValueError(f"sample {s.name!r}: segments {a} and {b} overlap; each character belongs to one "
+                             "segment at most")
+    for m in s.marks:
+        if m.kind not in MARK_STYLES:
+            raise ValueError(f"sample {s.name!r}: mark kind {m.kind!r} unknown; use one of {list(MARK_STYLES)}")
+
+
+def caption_html(s: Sample) -> str:
+    """The caption with segment tints and error marks, cut at every span boundary."""
+    _check_spans(s)
+    cuts = sorted({0, len(s.caption), *(x for sp in [*s.segments, *s.marks] for x in (sp.start, sp.end))})
+    pieces: list[tuple[Segment | None, tuple[Mark, ...], str]] = []
+    for a, b in zip(cuts, cuts[1:]):
+        seg = next((g for g in s.segments if g.start <= a < g.end), None)
+        marks = tuple(m for m in s.marks if m.start <= a < m.end)
+        if pieces and pieces[-1][:2] == (seg, marks):
+            pieces[-1] = (seg, marks, pieces[-1][2] + s.caption[a:b])
+        else:
+            pieces.append((seg, marks, s.caption[a:b]))
+    out = []
+    for seg, group in itertools.groupby(pieces, key=lambda p: p[0]):
+        inner = ""
+        for _, marks, text in group:
+            if marks:
+                kinds = " ".join(f"err-{m.kind}" for m in marks)
+                title = "\n".join(m.note or m.kind for m in marks)
+                inner += f'<mark class="err {kinds}" title="{_e(title)}">{_e(text)}</mark>'
+            else:
+                inner += _e(text)
+        if seg is None:
+            out.append(inner)
+        else:
+            cls = seg.label if seg.label in ASPECT_COLOURS else "other"
+            out.append(f'<span class="seg seg-{cls}" title="{_e(seg.label)}">{inner}</span>')
+    return "".join(out)
+
+
+def _sample_html(s: Sample) -> str:
+    img = (f'<img class="thumb" src="{_thumbnail(s.image, s.name)}" alt="{_e(s.name)}">' if s.image is not None
+           else '<div class="thumb noimg">no image</div>')
+    others = "".join(f'<div class="label">{_e(k)}</div><p>{_e(v)}</p>' for k, v in s.others.items())
+    missed = (f'<p class="missed">missed (present, never named): {_e(", ".join(s.missed))}</p>' if s.missed else "")
+    return (f'<div class="sample">{img}<div class="texts"><div class="name">{_e(s.name)}</div>'
+            f'<div class="label">reference</div><p>{_e(s.reference)}</p>'
+            f'<div class="label">generated</div><p class="caption">{caption_html(s)}</p>{missed}{others}'
+            "</div></div>")
+
+
+def _legend(samples: Sequence[Sample]) -> str:
+    used = {g.label for s in samples for g in s.segments}
+    labels = [a for a in ASPECT_COLOURS] + sorted(used - set(ASPECT_COLOURS))
+    items = [f"<span>{_legend_swatch(a)}{_e(a)}</span>" for a in labels]
+    items += [f'<span><mark class="err err-{k}">{_e(k)}</mark> {_e(text)}</span>'
+              for k, (_, text) in MARK_STYLES.items()]
+    return f'<div class="legend">{"".join(items)}</div>'
+
+
+def _css() -> str:
+    segs = "".join(f".seg-{a}{{background:{t};border-color:{c}}}" for a, (c, t) in
+                   [*ASPECT_COLOURS.items(), ("other", OTHER_COLOUR)])
+    marks = "".join(f".err-{k}{{text-decoration:{d} {ERROR_RED} 2px}}" for k, (d, _) in MARK_STYLES.items())
+    return (
+        'body{font:15px/1.5 "Liberation Sans",Arial,sans-serif;color:#222;max-width:1100px;margin:20px auto;'
+        "padding:0 16px}h1{font-size:22px;margin:0}h2{font-size:18px;margin:26px 0 8px;padding-bottom:3px;"
+        "border-bottom:1px solid #ddd}.meta{color:#666;margin:2px 0 0}"
+        "table{border-collapse:collapse;font-size:14px;margin:4px 0}th,td{padding:3px 10px;text-align:right;"
+        "border-bottom:1px solid #eee}th:first-child,td:first-child{text-align:left}"
+        "thead th{background:#fafafa;border-bottom:2px solid #ccc}details{margin:6px 0;font-size:14px}"
+        ".plot{max-width:100%;display:block}.legend{font-size:13px;margin:0 0 6px}"
+        ".legend>span{display:inline-block;margin:0 16px 4px 0}"
+        ".sw{display:inline-block;width:26px;height:12px;margin-right:5px;vertical-align:-1px;"
+        "border-bottom:3px solid}.sample{display:flex;gap:18px;padding:12px 0;border-bottom:1px solid #eee}"
+        ".thumb{width:256px;max-height:256px;object-fit:contain;flex:none;align-self:flex-start}"
+        ".noimg{height:120px;background:#f4f4f4;color:#999;display:flex;align-items:center;justify-content:center}"
+        ".texts{flex:1}.texts p{margin:0 0 8px}.name{font-weight:600;margin-bottom:4px}"
+        ".label{color:#777;font-size:11px;text-transform:uppercase;letter-spacing:.05em}"
+        ".caption{line-height:1.9}.seg{padding:2px 0;border-bottom:3px solid;box-decoration-break:clone;"
+        "-webkit-box-decoration-break:clone}"
+        f"mark.err{{background:none;color:{ERROR_RED};font-weight:600;cursor:help;text-underline-offset:3px}}"
+        f".missed{{color:{ERROR_RED};font-size:13px}}.notes{{color:#666;font-size:13px}}" + segs + marks)
+
+
+def report_html(data: ReportData) -> str:
+    """The whole report as one HTML string."""
+    title = (f"RS-MoE evaluation \u00b7 preset {data.preset} \u00b7 {len(data.experts)} experts "
+             f"({', '.join(data.experts)}) \u00b7 {data.strategy} \u00b7 {data.date}")
+    images = "" if data.images is None else f" \u00b7 {data.images} images"
+    parts = [f"<h1>{_e(title)}</h1>",
+             f'<p class="meta">split {_e(data.split)}{images} \u00b7 {len(data.samples)} sample captions shown</p>',
+             "<h2>Captions</h2>", _scores_html(data.scores) if data.scores else "<p>no caption scores</p>"]
+    if data.aspects:
+        parts += ["<h2>Per aspect</h2>", _aspects_html(data.aspects)]
+    parts += ["<h2>VQA</h2>", _vqa_html(data.vqa) if data.vqa else "<p>no questions in this split</p>",
+              "<h2>Grounding</h2>", _grounding_html(data.grounding) if data.grounding
+              else "<p>no DOTA annotations to ground against</p>"]
+    png = loss_plot(data.losses)
+    parts += ["<h2>Training loss</h2>", f'<img class="plot" src="{_data_uri(png)}" alt="training loss per step">'
+              if png else "<p>no training steps recorded</p>"]
+    if data.samples:
+        parts += ["<h2>Samples</h2>", _legend(data.samples), *(_sample_html(s) for s in data.samples)]
+    if data.notes:
+        parts += ['<h2>Notes</h2><ul class="notes">', *(f"<li>{_e(n)}</li>" for n in data.notes), "</ul>"]
+    return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
+            f"<style>{_css()}</style></head>\n<body>\n" + "\n".join(parts) + "\n</body></html>\n")
+
+
+def write_report(out: Path, data: ReportData) -> Path:
+    """Write the report to `out` (its folder is created) and return `out`."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(report_html(data), encoding="utf-8")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Screenshot
+
+
+class ChromiumNotFound(RuntimeError):
+    pass
+
+
+def find_chromium() -> str | None:
+    return next((p for p in map(shutil.which, CHROMIUM_NAMES) if p), None)
+
+
+def render_png(html_file: Path, png: Path, width: int = 1200, height: int = 2400, timeout: float = 120) -> Path:
+    """Screenshot the top `width` x `height` CSS pixels of `html_file` with headless Chromium."""
+    exe = find_chromium()
+    if exe is None:
+        raise ChromiumNotFound(f"no Chromium on PATH (looked for {', '.join(CHROMIUM_NAMES)}); install it, "
+                               "e.g. `apt-get install -y chromium` on Debian")
+    html_file, png = Path(html_file).resolve(), Path(png).resolve()
+    if not html_file.is_file():
+        raise FileNotFoundError(f"{html_file} not found; write the report first (write_report)")
+    png.parent.mkdir(parents=True, exist_ok=True)
+    png.unlink(missing_ok=True)  # so a stale screenshot never passes for a new one
+    with tempfile.TemporaryDirectory(prefix="rsmoe-chromium-") as profile:
+        cmd = [exe, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}",
+               f"--screenshot={png}", html_file.as_uri()]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0 or not png.is_file():
+        tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
+        raise RuntimeError(f"{exe} exited {proc.returncode} without writing {png}:\n{tail}")
+    return png

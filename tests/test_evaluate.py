@@ -1,0 +1,81 @@
+"""The evaluate stage end to end on the tiny preset: train (a few steps), then score the test
+split of real RSIEval captions and questions; the metrics file, per-sample JSON lines and the
+report agree with each other and with direct recomputation."""
+import json
+
+import pytest
+
+from rsmoe.evaluation.captions import METRICS, score
+from rsmoe.evaluation.vqa import QTYPE_ASPECT, expert_for, is_correct
+from rsmoe.stages import load
+from rsmoe.stages.evaluate import EMPTY
+from train_fixtures import RSIEVAL, add_test_split, make_prepared, tiny_params
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory):
+    root = tmp_path_factory.mktemp("evaluate")
+    prepared = add_test_split(make_prepared(root, n=8))
+    # a Karpathy-format set (as UCM-Captions / RSICD ship) for the zero-shot evaluation
+    karpathy = {"images": [{"filename": f"T000{i}_0000.png", "imgid": i, "split": split,
+                            "sentences": [{"raw": a["caption"]}, {"tokens": ["many", "cars"]}]}
+                           for i, (a, split) in enumerate(zip(json.loads(RSIEVAL.read_text())["annotations"],
+                                                              ["test", "test", "train"]))]}
+    (root / "dataset_ucm.json").write_text(json.dumps(karpathy))
+    params = tiny_params(root, stage1={"max_steps": 2}, stage2={"max_steps": 2},
+                         evaluate={"batch_size": 4, "max_new_tokens": 6, "vqa_max_new_tokens": 4, "samples": 3,
+                                   "zero_shot": {"ucm": {"annotations": str(root / "dataset_ucm.json"),
+                                                         "images": str(prepared / "images")}}})
+    for stage in ("stage1", "propagate", "stage2"):
+        load(stage).run(params)
+    result = load("evaluate").run(params)
+    return root, params, result
+
+
+def _jsonl(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_metrics_file_has_every_section(evaluated):
+    root, _, result = evaluated
+    metrics = json.loads((root / "metrics" / "evaluate.json").read_text())
+    assert metrics["images"] == 6 and metrics["experts"] == ["theme", "objects", "relations"]
+    for key in ("captions", "stage1_captions"):
+        assert set(metrics[key]) == {*METRICS, "empty_captions"}
+    assert set(metrics["aspects"]) <= {"theme", "objects", "relations"}
+    assert metrics["vqa"]["n"] == sum(len(a["qa_pairs"]) for a in json.loads(RSIEVAL.read_text())["annotations"])
+    assert set(metrics["vqa"]["per_type"]) <= set(QTYPE_ASPECT)
+    assert metrics["grounding"]["images"] == 2  # only the two crops with DOTA objects
+    assert "SPICE" in metrics["spice"]
+    assert metrics["zero_shot"]["ucm"]["images"] == 2 and set(METRICS) <= set(metrics["zero_shot"]["ucm"])
+    assert result["captions"] == metrics["captions"]
+
+
+def test_scores_recompute_from_the_written_predictions(evaluated):
+    root, _, _ = evaluated
+    rows = _jsonl(root / "reports" / "predictions.jsonl")
+    assert len(rows) == 6
+    for row in rows:  # the caption is the experts' segments joined in order
+        assert row["caption"] == " ".join(s for s in row["segments"].values() if s)
+    metrics = json.loads((root / "metrics" / "evaluate.json").read_text())
+    again = score({r["filename"]: r["caption"] or EMPTY for r in rows}, {r["filename"]: [r["reference"]] for r in rows})
+    assert again == pytest.approx({k: metrics["captions"][k] for k in METRICS})
+    assert metrics["captions"]["empty_captions"] == sum(not r["caption"] for r in rows)
+
+
+def test_each_question_went_to_the_expert_of_its_type(evaluated):
+    root, _, _ = evaluated
+    rows = _jsonl(root / "reports" / "vqa.jsonl")
+    assert rows and all(r["expert"] == expert_for(r["type"], 3) for r in rows)
+    assert all(r["correct"] == is_correct(r["prediction"], r["answer"], r["type"]) for r in rows)
+    metrics = json.loads((root / "metrics" / "evaluate.json").read_text())
+    assert metrics["vqa"]["overall"] == pytest.approx(100 * sum(r["correct"] for r in rows) / len(rows))
+
+
+def test_report_is_written_and_self_contained(evaluated):
+    root, _, result = evaluated
+    html = (root / "reports" / "report.html").read_text()
+    assert result["report"].endswith("report.html")
+    assert "BLEU-4" in html and "data:image/png;base64," in html
+    assert "https://" not in html and "http://" not in html
+    assert str(root) not in html  # no machine paths
