@@ -137,6 +137,7 @@ def test_obvious_variants_are_the_same_answer(qtype, variants):
     ("red", "White.", "color"), ("white", "Yellow and White.", "color"),
     ("more than 100", "31", "quantity"), ("Parking lot.", "Residential area.", "scene"),
     ("", "Yes.", "presence"),
+    ("The image is a sequence of 3D point clouds", "Three.", "quantity"),  # a real model answer
 ])
 def test_wrong_answers_are_wrong(prediction, gold, qtype):
     assert not is_correct(prediction, gold, qtype)

@@ -77,7 +77,7 @@ def _words_to_digits(words: list[str]) -> list[str]:
 def _tokens(answer: str) -> list[str]:
     text = answer.lower().replace("-", " ")
     text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", text)  # 1,200 -> 1200
-    words = re.findall(r"[a-z]+|\d+(?:\.\d+)?", text)
+    words = re.findall(r"\d+(?:\.\d+)?(?![a-z\d])|[a-z\d]+", text)  # "3d" is a word, not the number 3
     return _words_to_digits([w for w in words if w not in _ARTICLES])
 
 
