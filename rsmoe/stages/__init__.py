@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-STAGES: tuple[str, ...] = ("validate", "prepare", "stage1", "propagate", "stage2", "evaluate")
+STAGES: tuple[str, ...] = ("validate", "prepare", "stage1", "propagate", "stage2", "evaluate", "export")
 
 
 class StageError(RuntimeError):

@@ -1,0 +1,37 @@
+"""Stage `export`: the frozen encoders of the trained model as ONNX graphs, checked against PyTorch.
+
+Writes `paths.onnx/`: image_encoder.onnx (pixel_values -> image tokens), vlm_encoder.onnx
+(pixel_values, instruction ids and mask -> F_VLM, the Q-Former LoRA merged), encoders.json
+(names, shapes, opset, preprocessing, fingerprints), the Q-Former tokenizer and parity.json; and
+`metrics/export.json`. Fails when ONNX Runtime and PyTorch differ by more than `export.parity_tol`
+on the first `export.parity_images` crops of the evaluation split.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rsmoe.export import check_parity, export_encoders
+from rsmoe.params import Params
+from rsmoe.stages import StageError
+from rsmoe.training.stage import load_model
+
+
+def run(params: Params) -> dict:
+    src = params.paths.models / "stage2"
+    if not (src / "config.json").is_file():
+        raise StageError(f"{src} not found; run `rsmoe stage stage2` first")
+    model = load_model(params, src)
+    out = Path(params.paths.onnx)
+    sidecar = export_encoders(model, out, opset=params.export.opset)
+    captions = json.loads((params.paths.prepared / "captions.json").read_text(encoding="utf-8"))["annotations"]
+    names = [a["filename"] for a in captions if a.get("split") == params.evaluate.split][:params.export.parity_images]
+    if not names:
+        raise StageError(f"no {params.evaluate.split!r} crops in {params.paths.prepared} to check parity on")
+    parity = check_parity(model, out, [params.paths.prepared / "images" / n for n in names],
+                          tol=params.export.parity_tol)
+    metrics = {"opset": params.export.opset, "parity_tol": parity["tol"], "max_abs_diff": parity["max_abs_diff"],
+               "parity_images": len(names), "providers": parity["providers"], "preset": sidecar.get("preset")}
+    Path(params.paths.metrics).mkdir(parents=True, exist_ok=True)
+    (Path(params.paths.metrics) / "export.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    return metrics
