@@ -6,6 +6,9 @@
     rsmoe prepare RAW_DIR OUT_DIR             DOTA -> RSICap crops, captions, QA, splits
     rsmoe params [--params FILE]              check params.yaml and print it resolved
     rsmoe model --preset NAME [--experts N]   build a model preset, print its parameter table
+    rsmoe caption --model DIR [--encoder onnx|torch] IMAGE...   caption images (aspect segments)
+    rsmoe vqa --model DIR IMAGE QUESTION      answer one question with the expert of its type
+    rsmoe encode --onnx GRAPH IMAGE... --out FILE   features of images from an exported graph
 """
 from __future__ import annotations
 
@@ -110,6 +113,54 @@ def cmd_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_model(folder: Path, params_file: Path):
+    from rsmoe.model import RSMoE
+
+    params = load_params(params_file) if Path(params_file).is_file() else None
+    cache = params.paths.cache if params else None
+    return RSMoE.from_pretrained(folder, cache=cache)
+
+
+def cmd_caption(args: argparse.Namespace) -> int:
+    from rsmoe.inference import caption_files
+
+    model = _load_model(args.model, args.params)
+    results, failures = caption_files(model, args.images, encoder=args.encoder, onnx_dir=args.onnx,
+                                      batch_size=args.batch_size, max_new_tokens=args.max_new_tokens)
+    for f in failures:
+        log.error("skipped %s: %s", f.path, f.reason)
+    if args.json:
+        print(json.dumps([{"image": str(p), "caption": c.text, "segments": c.segments} for p, c in results]
+                         + [{"image": f.path, "error": f.reason} for f in failures], indent=2))
+    else:
+        for path, cap in results:
+            print(f"{path}\n  {cap.text}")
+            for name, seg in cap.segments.items():
+                print(f"    [{name}] {seg}")
+    return 1 if failures else 0
+
+
+def cmd_vqa(args: argparse.Namespace) -> int:
+    from rsmoe.inference import answer_file
+
+    model = _load_model(args.model, args.params)
+    result = answer_file(model, args.image, args.question, args.type, max_new_tokens=args.max_new_tokens)
+    print(json.dumps(result, indent=2) if args.json else f"[{result['type']} -> {result['expert']}] {result['answer']}")
+    return 0
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    from rsmoe.export import encode_images, save_features
+
+    features, failures = encode_images(args.onnx, args.images, batch_size=args.batch_size)
+    for f in failures:
+        log.error("skipped %s (%s): %s", f.path, f.kind, f.reason)
+    if features:
+        save_features(args.out, features)
+        log.info("wrote %d feature tensors to %s", len(features), args.out)
+    return 1 if failures else 0
+
+
 def _found(path: Path) -> Path | None:
     return path if path.is_file() else None
 
@@ -166,6 +217,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=list(PRESETS), default="small", help="model preset (default: %(default)s)")
     p.add_argument("--experts", type=int, choices=[1, 2, 3, 4], help="number of experts N (default: the preset's)")
     p.add_argument("--meta", action="store_true", help="build on the meta device: sizes only, no weights needed")
+
+    p = add("caption", cmd_caption, "caption image files with a trained model folder (exit 1 if an image was skipped)")
+    p.add_argument("images", nargs="+", type=Path, help="image files (PNG, JPEG, GeoTIFF)")
+    p.add_argument("--model", type=Path, required=True, help="model folder, e.g. models/stage2")
+    p.add_argument("--encoder", choices=["torch", "onnx"], default="torch",
+                   help="frozen encoders in PyTorch or the exported ONNX graphs (default: %(default)s)")
+    p.add_argument("--onnx", type=Path, default=Path("models/onnx"), help="export folder for --encoder onnx")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--max-new-tokens", type=int, help="per expert segment (default: the preset's)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    _params_arg(p)
+
+    p = add("vqa", cmd_vqa, "answer a question about an image with the expert of its question type")
+    p.add_argument("image", type=Path)
+    p.add_argument("question")
+    p.add_argument("--model", type=Path, required=True, help="model folder, e.g. models/stage2")
+    from rsmoe.evaluation.vqa import QTYPE_ASPECT
+    p.add_argument("--type", choices=list(QTYPE_ASPECT), help="RSIEval question type (default: guessed from the question)")
+    p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--json", action="store_true")
+    _params_arg(p)
+
+    p = add("encode", cmd_encode, "encode image files with an exported ONNX graph into a safetensors file")
+    p.add_argument("images", nargs="+", type=Path)
+    p.add_argument("--onnx", type=Path, required=True, help="models/onnx/image_encoder.onnx or vlm_encoder.onnx")
+    p.add_argument("--out", type=Path, required=True, help="features.safetensors (one tensor per image path)")
+    p.add_argument("--batch-size", type=int, default=8)
     return parser
 
 

@@ -58,6 +58,25 @@ def expert_for(qtype: str, n_experts: int) -> str:
     return next(name for name, aspects in EXPERT_GROUPS[n_experts].items() if aspect in aspects)
 
 
+_GUESS = (  # (question pattern, type), first match wins; for questions that come without a type
+    (r"^how many|\bnumber of\b|\bcount\b", "quantity"),
+    (r"\b(?:panchromatic|resolution|colou?r image|satellite|aerial)\b", "image"),
+    (r"\bcolou?rs?\b", "color"),
+    (r"\brelative position\b|\bbetween\b.*\band\b|\b(?:left|right) of\b|\bnext to\b", "re_position"),
+    (r"^where\b", "ab_position"),
+    (r"\barea\b.*\b(?:larger|smaller|greater|less|more)\b", "area_comp"),
+    (r"\broad\b.*\b(?:direction|run|runs|orient)", "road_ori"),
+    (r"\btheme\b|\bscene\b|\bwhat kind of (?:area|place)\b", "scene"),
+    (r"^(?:is|are|does|do|can)\b.*\b(?:there|contain|contains|show|any)\b", "presence"),
+)
+
+
+def guess_type(question: str) -> str:
+    """An RSIEval question type for a free question (keyword rules; `reasoning` when none fits)."""
+    q = question.lower().strip()
+    return next((t for pattern, t in _GUESS if re.search(pattern, q)), "reasoning")
+
+
 def _words_to_digits(words: list[str]) -> list[str]:
     """Replace runs of number words ("thirty two") by digits ("32"), longest run first."""
     out, i = [], 0

@@ -302,20 +302,23 @@ class RSMoE(nn.Module):
         return [self.tokenizer.decode(t, skip_special_tokens=True).strip() for t in tokens]
 
     def caption(self, images: Sequence[np.ndarray | Image.Image] | torch.Tensor | None = None, *,
-                image_tokens: torch.Tensor | None = None, instruction: str = DEFAULT_INSTRUCTION,
-                stage1: bool = False, sequential: bool = False,
+                image_tokens: torch.Tensor | None = None, vlm_features: torch.Tensor | None = None,
+                instruction: str = DEFAULT_INSTRUCTION, stage1: bool = False, sequential: bool = False,
                 max_new_tokens: int | None = None) -> list[Caption]:
-        """Caption images (RGB arrays / PIL, or pixel_values, or precomputed image tokens).
+        """Caption images (RGB arrays / PIL, or pixel_values, or precomputed image tokens or F_VLM).
 
         Every expert writes its segment (theme, objects, relations ...) in one batched call and
         the caption is the segments joined in expert order. `stage1=True` uses the single
         Stage I LLM instead (no router, one segment named `stage1`)."""
         with self._inference():
-            if image_tokens is None:
-                pixels = images if isinstance(images, torch.Tensor) else self.pixel_values(images)
-                image_tokens = self.image_tokens(pixels)
-            n = image_tokens.shape[0]
-            feats = self.vlm_features(image_tokens, [instruction] * n)
+            if vlm_features is not None:  # e.g. from the exported ONNX encoder (`instruction` must match)
+                feats = vlm_features.to(self.device)
+            else:
+                if image_tokens is None:
+                    pixels = images if isinstance(images, torch.Tensor) else self.pixel_values(images)
+                    image_tokens = self.image_tokens(pixels)
+                feats = self.vlm_features(image_tokens, [instruction] * image_tokens.shape[0])
+            n = feats.shape[0]
         experts = (STAGE1,) if stage1 else self.experts
         rows = [Row(b, e, instruction if stage1 else EXPERT_INSTRUCTIONS[e], instruction, not stage1)
                 for b in range(n) for e in experts]
