@@ -29,14 +29,12 @@ import logging
 import os
 import shutil
 import warnings
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 import onnx
 import torch
-import torch.nn.functional as F
 from peft.tuners.lora import LoraLayer
 from torch import nn
 
@@ -152,7 +150,7 @@ def _sidecar(model, folder: Path, image_encoder: nn.Module, vlm: nn.Module, opse
 
 def _export(module: nn.Module, args: tuple, path: Path, opset: int, inputs: list[str], outputs: list[str],
             dynamic: dict) -> None:
-    with warnings.catch_warnings(), torch.no_grad(), _static_layer_norm():
+    with warnings.catch_warnings(), torch.no_grad():
         # Expected and checked: TracerWarnings (shape checks on the fixed image size), the
         # legacy-exporter notice, "aten::index ... negative indices" (the Q-Former's padding mask
         # gathers with aranges, never negative) and constant-folding notes. The tests run the
@@ -173,24 +171,6 @@ def _export(module: nn.Module, args: tuple, path: Path, opset: int, inputs: list
                 dim.dim_value = shape[i]
     onnx.save(proto, str(path))
     onnx.checker.check_model(str(path))  # by path: also valid for graphs over 2 GB (external data)
-
-
-@contextmanager
-def _static_layer_norm() -> Iterator[None]:
-    """ImageEncoder (EfficientNet) calls layer_norm(tokens, (tokens.shape[-1],)); traced, that
-    shape is a tensor and the TorchScript exporter refuses a non-constant normalized_shape. The
-    width is fixed (1280), so make it a constant while tracing. Export-only; a no-op once the
-    encoder passes its `out_dim` instead."""
-    original = F.layer_norm
-
-    def layer_norm(x, normalized_shape, *args, **kwargs):
-        return original(x, tuple(int(d) for d in normalized_shape), *args, **kwargs)
-
-    F.layer_norm = layer_norm
-    try:
-        yield
-    finally:
-        F.layer_norm = original
 
 
 def _describe(path: Path, weights) -> dict:

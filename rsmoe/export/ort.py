@@ -25,6 +25,7 @@ from rsmoe.data.images import ImageReadError, load_rgb
 from rsmoe.errors import InputError
 from rsmoe.model.encoders import preprocess
 from rsmoe.model.presets import ImageEncoderSpec
+from rsmoe.model.vlm import tokenize_instructions
 
 log = logging.getLogger("rsmoe")
 
@@ -149,7 +150,7 @@ def read_sidecar(path: str | Path) -> dict:
 
 def tokenize(tokenizer, instructions: Sequence[str], max_length: int) -> dict[str, np.ndarray]:
     """Instructions -> input_ids, attention_mask (B, L) int64, exactly as RSMoE.vlm_features."""
-    enc = tokenizer(list(instructions), padding=True, truncation=True, max_length=max_length, return_tensors="np")
+    enc = tokenize_instructions(tokenizer, instructions, max_length, return_tensors="np")
     return {k: enc[k].astype(np.int64) for k in ("input_ids", "attention_mask")}
 
 

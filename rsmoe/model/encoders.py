@@ -79,7 +79,7 @@ class ImageEncoder(nn.Module):
             tokens = fmap.flatten(2).transpose(1, 2)  # (B, 49, 1280)
             # ReLU6 activations are all >= 0 and unscaled; a parameter-free LayerNorm gives the
             # (frozen, randomly initialised) cross-attention inputs of unit scale.
-            return nn.functional.layer_norm(tokens, (tokens.shape[-1],))
+            return nn.functional.layer_norm(tokens, (self.out_dim,))  # a constant: ONNX export traces it
         return self.backbone(pixel_values=pixel_values).last_hidden_state  # ViT: (B, 1 + P, D)
 
 

@@ -27,7 +27,7 @@ from rsmoe.model.experts import mixed_adapters, separate_copies, stacked_adapter
 from rsmoe.model.llm import build_llm
 from rsmoe.model.presets import DEFAULT_INSTRUCTION, EXPERT_INSTRUCTIONS, LLM_LORA_TARGETS, Preset
 from rsmoe.model.router import InstructionRouter
-from rsmoe.model.vlm import VLMEncoder, qformer_tokenizer
+from rsmoe.model.vlm import VLMEncoder, qformer_tokenizer, tokenize_instructions
 
 STAGE1 = "stage1"  # the Stage I LLM adapter, later propagated into every expert
 TRAINING_MODES = ("stage1", "stage2", "one-stage", "frozen")
@@ -153,8 +153,8 @@ class RSMoE(nn.Module):
 
     def vlm_features(self, image_tokens: torch.Tensor, instructions: Sequence[str]) -> torch.Tensor:
         """F_I (B, T, D_img) and one instruction per image -> F_VLM (B, Q, D)."""
-        enc = self.qformer_tokenizer(list(instructions), padding=True, truncation=True, return_tensors="pt",
-                                     max_length=self.preset.qformer.max_instruction_tokens).to(self.device)
+        enc = tokenize_instructions(self.qformer_tokenizer, instructions,
+                                    self.preset.qformer.max_instruction_tokens).to(self.device)
         return self.vlm(image_tokens.to(self.device), enc.input_ids, enc.attention_mask)
 
     # ------------------------------------------------------------------ training forwards

@@ -100,3 +100,10 @@ def _load_minilm(qformer: InstructBlipQFormerModel) -> None:
         raise WeightsError(f"MiniLM does not fit this Q-Former (unknown {unknown[:3]}, missing {missing[:3]}); "
                            "the small preset's Q-Former must be 6 layers of width 384")
     qformer.load_state_dict(mapped, strict=False)
+
+
+def tokenize_instructions(tokenizer, instructions, max_length: int, return_tensors: str = "pt"):
+    """Instructions -> input_ids, attention_mask (B, L): padded to the longest, truncated to
+    `max_length`. The one tokenisation of the model (`RSMoE.vlm_features`) and of the ONNX export."""
+    return tokenizer(list(instructions), padding=True, truncation=True, max_length=max_length,
+                     return_tensors=return_tensors)
