@@ -178,3 +178,53 @@ def test_question_type_guess_agrees_with_the_real_rsieval_labels():
     pairs = [(qa["question"], qa["type"]) for a in RSIEVAL for qa in a["qa_pairs"]]
     agree = sum(guess_type(q) == t for q, t in pairs)
     assert agree >= 54, f"{agree} of {len(pairs)}"  # 55 measured; the labels themselves disagree on a few
+
+
+def test_line_separators_inside_a_caption_do_not_shift_the_other_images():
+    """pycocoevalcap replaces only "\\n": a "\\r" used to misalign every later image (BLEU-4 100 -> 0)."""
+    texts = RSICAP[:3]
+    cands = {"a": texts[0].replace(" ", "\r", 1), "b": texts[1].replace(" ", "\u2028", 1), "c": texts[2]}
+    refs = {"a": [texts[0]], "b": [texts[1].replace(" ", "\x0c", 1)], "c": [texts[2]]}
+    got = score(cands, refs)
+    for k in ("BLEU-1", "BLEU-4", "METEOR", "ROUGE-L"):
+        assert got[k] == pytest.approx(100, abs=1e-6), k
+
+
+def test_missing_java_says_how_to_install_it(monkeypatch):
+    from rsmoe.evaluation import captions
+
+    monkeypatch.setattr(captions.shutil, "which", lambda name: None)
+    with pytest.raises(EvaluationError, match="openjdk-17"):
+        score({"a": "two ships"}, {"a": ["two ships"]})
+
+
+def test_read_only_tokenizer_folder_is_named(monkeypatch):
+    from rsmoe.evaluation import captions
+
+    monkeypatch.setattr(captions.shutil, "which", lambda name: "/usr/bin/java")  # it uses os.access too
+    monkeypatch.setattr(captions.os, "access", lambda path, mode: False)
+    with pytest.raises(EvaluationError, match="not writable"):
+        score({"a": "two ships"}, {"a": ["two ships"]})
+
+
+def test_meteor_lock_is_released_when_java_dies(monkeypatch):
+    """Meteor.compute_score raising with its lock held made Meteor.__del__ wait forever at GC."""
+    from pycocoevalcap.meteor.meteor import Meteor
+
+    from rsmoe.evaluation import captions
+
+    seen, original = [], Meteor.compute_score
+
+    def java_dies(self, gts, res):
+        seen.append(self)
+        self.meteor_p.kill()
+        self.meteor_p.wait()
+        return original(self, gts, res)
+
+    monkeypatch.setattr(Meteor, "compute_score", java_dies)
+    with pytest.raises(OSError):  # BrokenPipeError on the first write
+        captions._meteor({"a": ["two ships"]}, {"a": ["two ships"]})
+    locked = seen[0].lock.locked()
+    if locked:  # leave no deadlock behind for the garbage collector
+        seen[0].lock.release()
+    assert not locked

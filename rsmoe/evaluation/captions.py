@@ -7,9 +7,18 @@ it downloads on first use, which this offline pipeline cannot do, so it is left 
 
 Inputs are checked before anything reaches Java: an empty candidate or reference, or ids that
 do not match, would otherwise crash deep inside a Java subprocess (or hang METEOR).
+
+Two pycocoevalcap traps handled here. Its PTB tokenizer writes all captions to one file, one per
+line, replacing only "\n": a "\r", "\v", "\f", "\u2028" or "\u2029" inside a caption makes Java
+emit extra lines and every later caption is silently scored against the wrong image's references,
+so whitespace is collapsed to single spaces first (the tokenizer splits on whitespace anyway, so
+ordinary text scores the same). And it writes that file into its own package folder, which must
+therefore be writable.
 """
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 from pathlib import Path
 
@@ -46,6 +55,12 @@ def _check(candidates: dict[str, str], references: dict[str, list[str]], source:
     if shutil.which("java") is None:
         raise EvaluationError(source, "java not found: pycocoevalcap's tokenizer and METEOR run on Java",
                               "install Java 17 (e.g. `apt-get install openjdk-17-jre-headless`)")
+    from pycocoevalcap.tokenizer import ptbtokenizer
+
+    folder = Path(ptbtokenizer.__file__).parent
+    if not os.access(folder, os.W_OK):
+        raise EvaluationError(source, f"pycocoevalcap's PTB tokenizer writes its temporary file into {folder}, "
+                              "which is not writable", "install pycocoevalcap into a virtualenv this user can write")
 
 
 def _meteor(gts: dict, res: dict) -> float:
@@ -55,11 +70,21 @@ def _meteor(gts: dict, res: dict) -> float:
     try:
         return scorer.compute_score(gts, res)[0]
     finally:  # its Java process otherwise lives until garbage collection
+        if scorer.lock.locked():  # compute_score raised holding it: Meteor.__del__ would then wait forever
+            scorer.lock.release()
         proc = scorer.meteor_p
-        for stream in (proc.stdin, proc.stdout, proc.stderr):
-            stream.close()
         proc.kill()
         proc.wait()
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            # when Java died mid-run, closing stdin flushes into a dead pipe; the error that stopped
+            # compute_score is the one to show, so only that BrokenPipeError is dropped
+            with contextlib.suppress(BrokenPipeError):
+                stream.close()
+
+
+def _one_line(text: str) -> str:
+    # str.split() also splits on "\r", "\v", "\f", "\x1c"-"\x1e", "\x85", "\u2028", "\u2029"
+    return " ".join(text.split())
 
 
 def score(candidates: dict[str, str], references: dict[str, list[str]], *,
@@ -76,8 +101,8 @@ def score(candidates: dict[str, str], references: dict[str, list[str]], *,
 
     _check(candidates, references, str(source))
     tokenizer = PTBTokenizer()
-    gts = tokenizer.tokenize({k: [{"caption": r} for r in v] for k, v in references.items()})
-    res = tokenizer.tokenize({k: [{"caption": candidates[k]}] for k in references})
+    gts = tokenizer.tokenize({k: [{"caption": _one_line(r)} for r in v] for k, v in references.items()})
+    res = tokenizer.tokenize({k: [{"caption": _one_line(candidates[k])}] for k in references})
     for key, (text,) in res.items():
         if not text.strip():  # e.g. a candidate of punctuation only
             raise EvaluationError(str(source), "the candidate has no words after tokenization",
