@@ -96,3 +96,15 @@ def test_encode_writes_features_and_reports_bad_files(setup, tmp_path, capsys):
     with torch.no_grad():
         expected = model.image_tokens(model.pixel_values([load_rgb(images[1])]))[0]
     torch.testing.assert_close(features[str(images[1])], expected, atol=1e-4, rtol=0)
+
+
+def test_an_export_of_another_preset_is_refused(setup, tmp_path, capsys):
+    import shutil
+
+    root, images = setup
+    shutil.copytree(root / "onnx", tmp_path / "onnx")
+    sidecar = tmp_path / "onnx" / "encoders.json"
+    sidecar.write_text(sidecar.read_text().replace('"preset": "tiny"', '"preset": "small"'))
+    code, out = _run(capsys, "caption", images[0], "--model", root / "model", "--encoder", "onnx",
+                     "--onnx", tmp_path / "onnx")
+    assert code == 2 and "preset 'small'" in out.err and "encoders.json" in out.err
