@@ -22,7 +22,7 @@ export PREFECT_HOME := $(abspath .prefect)
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_LOGGING_LEVEL := INFO
 
-.PHONY: install run data test clean
+.PHONY: install run data test serve clean
 
 $(STAMP):
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -45,6 +45,11 @@ run: data
 
 test: install
 	python -m pytest -q
+
+# Serve the deployment rsmoe/full (weekly retraining, params.yaml schedule); starts a local
+# Prefect server on 127.0.0.1:4200 unless PREFECT_API_URL points at one.
+serve: data
+	python flows/deploy.py
 
 clean:
 	rm -rf artifacts models metrics reports .cache

@@ -9,12 +9,14 @@ definition (dvc.yaml) and one cache: a stage whose deps and params did not chang
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
 
 from rsmoe.params import set_params
 from rsmoe.stages import STAGES
@@ -22,16 +24,14 @@ from rsmoe.stages import STAGES
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def dvc_repro(stage: str, force: bool = False) -> None:
-    """Run `dvc repro STAGE` in the repository, streaming its output into the Prefect log."""
+def dvc(*args: str) -> None:
+    """Run `dvc ARGS` in the repository, streaming its output into the Prefect log."""
     logger = get_run_logger()
     bin_dir = Path(sys.executable).parent  # the venv's dvc and rsmoe, whatever PATH says
     # progress bars update every 10 s here: each update becomes one line of the Prefect log
     env = {"TQDM_MININTERVAL": "10", **os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
-    cmd = [str(bin_dir / "dvc") if (bin_dir / "dvc").exists() else "dvc", "repro", stage]
-    if force:
-        cmd += ["--force", "--single-item"]
-    logger.info("$ dvc %s", " ".join(cmd[1:]))
+    cmd = [str(bin_dir / "dvc") if (bin_dir / "dvc").exists() else "dvc", *args]
+    logger.info("$ dvc %s", " ".join(args))
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     tail: list[str] = []
     assert proc.stdout is not None
@@ -41,7 +41,41 @@ def dvc_repro(stage: str, force: bool = False) -> None:
             logger.info(line)
             tail = (tail + [line])[-20:]
     if proc.wait() != 0:
-        raise RuntimeError(f"stage {stage} failed (dvc repro exit {proc.returncode}):\n" + "\n".join(tail))
+        raise RuntimeError(f"dvc {' '.join(args)} failed (exit {proc.returncode}):\n" + "\n".join(tail))
+
+
+def dvc_repro(stage: str, force: bool = False) -> None:
+    """`dvc repro STAGE` (and the stages it depends on, when they are out of date)."""
+    dvc("repro", stage, *(["--force", "--single-item"] if force else []))
+
+
+@task(name="push", retries=2, retry_delay_seconds=10)
+def dvc_push() -> None:
+    """Send data, prepared crops, checkpoints and exports to the default DVC remote."""
+    dvc("push")
+
+
+@task(name="summary")
+def summary() -> str:
+    """A markdown artifact: the evaluation's scores and where the report is."""
+    metrics = ROOT / "metrics" / "evaluate.json"
+    if not metrics.is_file():
+        return ""
+    m = json.loads(metrics.read_text())
+    keys = ("BLEU-1", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr")
+    rows = [f"| {name} | " + " | ".join(f"{m[key][k]:.2f}" for k in keys) + " |"
+            for name, key in (("stage2", "captions"), ("stage1", "stage1_captions")) if key in m]
+    g, v = m.get("grounding", {}), m.get("vqa", {})
+    text = "\n".join([
+        f"# rsmoe: {m.get('strategy')}, experts {', '.join(m.get('experts', []))}, {m.get('images')} {m.get('split')} images",
+        "", "| model | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|", *rows, "",
+        f"VQA average {v.get('average') or 0:.1f} %, count accuracy {g.get('count_accuracy') or 0:.1f} %, "
+        f"hallucination rate {g.get('hallucination_rate') or 0:.1f} %",
+        "", f"Report: `{(ROOT / 'reports' / 'report.html').relative_to(ROOT)}` in the repository "
+        "(`dvc metrics show` for every number).",
+    ])
+    create_markdown_artifact(text, key="rsmoe-evaluation", description="rsmoe evaluation scores")
+    return text
 
 
 def stage_task(name: str):
@@ -60,13 +94,14 @@ TASKS = tuple(stage_task(name) for name in STAGES)
 
 @flow(name="rsmoe", log_prints=True)
 def pipeline(preset: str | None = None, experts: int | None = None, strategy: str | None = None,
-             force: bool = False) -> None:
+             force: bool = False, push: bool = True) -> None:
     """Run every stage in order through DVC.
 
     preset / experts / strategy: when given, written into params.yaml first (as `dvc exp run -S`
     does), so DVC reruns exactly the stages that read them: `experts=1` is paper Table V's
     single-expert ablation, `strategy="one-stage"` Table VII's. force: rerun every stage even
-    when DVC finds it up to date.
+    when DVC finds it up to date. push: `dvc push` data and checkpoints to the default
+    DVC remote after a successful run.
     """
     logger = get_run_logger()
     overrides = {k: v for k, v in (("model.preset", preset), ("model.experts", experts),
@@ -75,6 +110,9 @@ def pipeline(preset: str | None = None, experts: int | None = None, strategy: st
         logger.info("params.yaml: %s %r -> %r", key, old, new)
     for run_stage in TASKS:
         run_stage(force)
+    summary()
+    if push:
+        dvc_push()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -85,8 +123,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--experts", type=int, choices=(1, 2, 3, 4))
     ap.add_argument("--strategy", choices=("two-stage", "one-stage"))
     ap.add_argument("--force", action="store_true", help="rerun every stage")
+    ap.add_argument("--no-push", action="store_true", help="do not `dvc push` the outputs afterwards")
     args = ap.parse_args(argv)
-    pipeline(preset=args.preset, experts=args.experts, strategy=args.strategy, force=args.force)
+    pipeline(preset=args.preset, experts=args.experts, strategy=args.strategy, force=args.force,
+             push=not args.no_push)
 
 
 if __name__ == "__main__":

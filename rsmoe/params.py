@@ -158,6 +158,13 @@ class ExportParams(Section):
     parity_tol: float = Field(2e-4, gt=0)
 
 
+class ScheduleParams(Section):
+    """When the served deployment `rsmoe/full` retrains (`make serve`, flows/deploy.py)."""
+
+    cron: str = "0 3 * * 1"  # weekly: Mondays 03:00
+    timezone: str = "UTC"
+
+
 class Params(Section):
     paths: PathsParams = PathsParams()
     synth: SynthParams = SynthParams()
@@ -170,6 +177,7 @@ class Params(Section):
     stage2: StageTrainParams = StageTrainParams()
     evaluate: EvaluateParams = EvaluateParams()
     export: ExportParams = ExportParams()
+    schedule: ScheduleParams = ScheduleParams()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

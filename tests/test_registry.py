@@ -37,16 +37,16 @@ def test_every_dvc_stage_runs_its_stage_module_and_reads_declared_params():
         assert f"rsmoe/stages/{name}.py" in stage["deps"]
 
 
-def test_flow_runs_every_stage_through_dvc_in_order(monkeypatch):
+def test_flow_runs_every_stage_through_dvc_in_order_then_pushes(monkeypatch):
     from prefect.testing.utilities import prefect_test_harness
 
     import flows.pipeline as fp
 
     calls = []
-    monkeypatch.setattr(fp, "dvc_repro", lambda stage, force=False: calls.append((stage, force)))
+    monkeypatch.setattr(fp, "dvc", lambda *args: calls.append(args))
     with prefect_test_harness(server_startup_timeout=60):
         fp.pipeline(force=True)
-    assert calls == [(s, True) for s in STAGES]
+    assert calls == [("repro", s, "--force", "--single-item") for s in STAGES] + [("push",)]
 
 
 def test_dvc_accepts_the_pipeline_file():
@@ -73,7 +73,18 @@ def test_flow_parameters_are_written_to_params_like_dvc_exp_run_set(monkeypatch,
     calls = []
     monkeypatch.setattr(fp, "dvc_repro", lambda stage, force=False: calls.append(stage))
     with prefect_test_harness(server_startup_timeout=60):
-        fp.pipeline(experts=1, strategy="one-stage")
+        fp.pipeline(experts=1, strategy="one-stage", push=False)
     written = yaml.safe_load((tmp_path / "params.yaml").read_text())
     assert written["model"]["experts"] == 1 and written["train"]["strategy"] == "one-stage"
     assert calls == list(STAGES)
+
+
+def test_work_pool_deployment_matches_the_served_one():
+    """prefect.yaml (work pools) declares the same flow entrypoint and schedule as flows/deploy.py."""
+    from rsmoe.params import load_params
+
+    spec = yaml.safe_load((REPO / "prefect.yaml").read_text())
+    (deployment,) = spec["deployments"]
+    assert deployment["name"] == "full" and deployment["entrypoint"] == "flows/pipeline.py:pipeline"
+    schedule = load_params(REPO / "params.yaml").schedule
+    assert deployment["schedules"] == [{"cron": schedule.cron, "timezone": schedule.timezone}]

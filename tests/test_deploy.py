@@ -1,0 +1,130 @@
+"""The way users run the pipeline, end to end on the tiny preset, in a temporary git + DVC
+repository: a real Prefect server on loopback, `flows/deploy.py` serving the deployment
+`rsmoe/full`, `prefect deployment run rsmoe/full --watch` from the CLI; a second run re-runs no
+stage; the flow pushed to the DVC remote, and after deleting the cache and outputs `dvc pull`
+brings the checkpoints back byte-identical."""
+import hashlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _sh(cmd: list[str], cwd: Path, env: dict, timeout: float = 600) -> str:
+    out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert out.returncode == 0, f"{' '.join(cmd)} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+    return out.stdout + out.stderr
+
+
+def _tree_hashes(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    root = tmp_path_factory.mktemp("deploy")
+    repo = root / "repo"
+    repo.mkdir()
+    for name in ("dvc.yaml", "flows", "rsmoe"):  # rsmoe/: dvc.yaml's code deps (imports use the installed package)
+        src = REPO / name
+        (shutil.copytree(src, repo / name, ignore=shutil.ignore_patterns("__pycache__")) if src.is_dir()
+         else shutil.copy(src, repo / name))
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["paths"]["cache"] = os.environ["RSMOE_CACHE"]  # converted weights: shared, not rebuilt
+    params["synth"].update(scenes=3, min_size=512, max_size=512)  # one crop per scene: train / val / test
+    params["model"]["preset"] = "tiny"
+    params["train"].update(batch_size=1, checkpoint_every=50)
+    params["stage1"]["max_steps"] = params["stage2"]["max_steps"] = 2
+    params["evaluate"].update(max_new_tokens=4, vqa_max_new_tokens=3, samples=1)
+    params["export"]["parity_images"] = 1
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "PREFECT_HOME": str(root / "prefect"),
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1", "HF_HUB_OFFLINE": "1"}
+    env.pop("PREFECT_API_URL", None)
+    for cmd in (["git", "init", "-q"], ["git", "config", "user.email", "t@t"], ["git", "config", "user.name", "t"],
+                ["dvc", "init", "-q"], ["dvc", "config", "core.analytics", "false"],
+                ["dvc", "remote", "add", "-d", "local", str(root / "storage")],
+                ["rsmoe", "synth", "--out", "data/raw"], ["dvc", "add", "-q", "data"],
+                ["git", "add", "-A"], ["git", "commit", "-qm", "init"]):
+        _sh(cmd, repo, env)
+    return root, repo, env
+
+
+def test_served_deployment_runs_then_is_a_no_op_and_outputs_round_trip_through_the_remote(project):
+    root, repo, env = project
+    port = _free_port()
+    env = {**env, "PREFECT_API_URL": f"http://127.0.0.1:{port}/api"}
+    server = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                              cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    serve = None
+    try:
+        from flows.deploy import start_server  # noqa: F401  (the module imports cleanly)
+
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            if subprocess.run([str(BIN / "prefect"), "version"], env=env, capture_output=True).returncode == 0 and \
+                    subprocess.run(["curl", "-sf", f"http://127.0.0.1:{port}/api/health"], capture_output=True).returncode == 0:
+                break
+            time.sleep(1)
+        serve = subprocess.Popen([sys.executable, "flows/deploy.py"], cwd=repo, env=env, stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        deadline = time.time() + 120  # until the deployment is registered
+        while time.time() < deadline:
+            if subprocess.run([str(BIN / "prefect"), "deployment", "inspect", "rsmoe/full"], env=env,
+                              capture_output=True).returncode == 0:
+                break
+            assert serve.poll() is None, serve.stdout.read()
+            time.sleep(2)
+
+        def run_deployment() -> str:
+            return _sh([str(BIN / "prefect"), "deployment", "run", "rsmoe/full", "--watch", "--watch-timeout", "900"],
+                       repo, env, timeout=960)
+
+        out = run_deployment()
+        assert "Completed" in out, out
+        for path in ("metrics/evaluate.json", "metrics/export.json", "reports/report.html",
+                     "models/onnx/image_encoder.onnx", "models/stage2/config.json"):
+            assert (repo / path).is_file(), path
+        stamps = {p: p.stat().st_mtime_ns for p in (repo / "metrics").glob("*.json")}
+        lock = (repo / "dvc.lock").read_text()
+
+        out = run_deployment()  # unchanged data and params: every stage is a no-op
+        assert "Completed" in out, out
+        assert {p: p.stat().st_mtime_ns for p in (repo / "metrics").glob("*.json")} == stamps
+        assert (repo / "dvc.lock").read_text() == lock
+    finally:
+        for proc in (serve, server):
+            if proc is not None and proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+
+    # the flow pushed: a lost cache and lost outputs come back from the remote, byte for byte
+    before = {name: _tree_hashes(repo / "models" / name) for name in ("stage1", "stage2", "onnx")}
+    assert any((root / "storage").rglob("*")), "nothing was pushed"
+    shutil.rmtree(repo / ".dvc" / "cache")
+    shutil.rmtree(repo / "models")
+    _sh(["dvc", "pull", "-q"], repo, env)
+    assert {name: _tree_hashes(repo / "models" / name) for name in ("stage1", "stage2", "onnx")} == before
