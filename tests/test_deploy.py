@@ -121,6 +121,18 @@ def test_served_deployment_runs_then_is_a_no_op_and_outputs_round_trip_through_t
                 except subprocess.TimeoutExpired:
                     os.killpg(proc.pid, signal.SIGKILL)
 
+    # a Stage II parameter makes stage2 stale and nothing upstream (evaluate and export follow
+    # once stage2's output changes)
+    import json
+
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["stage2"]["max_steps"] = 3
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    stale = json.loads(_sh(["dvc", "status", "--json"], repo, env).strip().splitlines()[-1])
+    assert sorted(stale) == ["stage2"], stale
+    params["stage2"]["max_steps"] = 2
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
     # the flow pushed: a lost cache and lost outputs come back from the remote, byte for byte
     before = {name: _tree_hashes(repo / "models" / name) for name in ("stage1", "stage2", "onnx")}
     assert any((root / "storage").rglob("*")), "nothing was pushed"
