@@ -37,9 +37,23 @@ def cmd_stage(args: argparse.Namespace) -> int:
     from rsmoe import stages
 
     params = load_params(args.params)
+    if args.name in ("stage1", "stage2") and params.train.processes > 1 and not os.environ.get("RSMOE_LAUNCHED"):
+        return _launch(args, params.train.processes)
     result = stages.load(args.name).run(params)
     log.info("stage %s done: %s", args.name, json.dumps(result, default=str)[:500])
     return 0
+
+
+def _launch(args: argparse.Namespace, processes: int) -> int:
+    """Re-run this stage in `processes` processes (torch's launcher; accelerate reads its
+    environment): one per GPU, or gloo processes on a CPU-only machine."""
+    import subprocess
+
+    torchrun = Path(sys.executable).parent / "torchrun"
+    cmd = [str(torchrun) if torchrun.exists() else "torchrun", "--standalone", "--nproc_per_node", str(processes),
+           "-m", "rsmoe", "stage", args.name, "--params", str(args.params)]
+    log.info("stage %s: %d processes: %s", args.name, processes, " ".join(cmd))
+    return subprocess.call(cmd, env={**os.environ, "RSMOE_LAUNCHED": "1"})
 
 
 def cmd_synth(args: argparse.Namespace) -> int:

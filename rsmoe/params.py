@@ -120,6 +120,9 @@ class TrainParams(Section):
     max_grad_norm: float | None = 1.0
     checkpoint_every: int = Field(25, ge=1)  # optimiser steps between resumable checkpoints
     mixed_precision: Literal["auto", "no", "bf16"] = "auto"  # auto: bf16 on a GPU, fp32 on CPU
+    # processes per training stage: > 1 runs stage1 / stage2 under `accelerate launch` (one per
+    # GPU; on a CPU-only machine gloo processes), each taking its share of every step's batch
+    processes: int = Field(1, ge=1)
 
 
 class StageTrainParams(Section):

@@ -156,3 +156,40 @@ def test_a_killed_run_resumes_to_the_same_weights(project, tmp_path):
         a, b = load_file(runs["straight"] / part), load_file(runs["killed"] / part)
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), part
     assert not (tmp_path / "killed" / "checkpoints" / "stage1").exists()  # cleaned up after success
+
+
+def test_two_processes_equal_one_process_accumulating_their_shares(project, tmp_path):
+    """`train.processes: 2` runs the stage under torchrun (gloo on the CPU): each process takes
+    half of every batch and the gradients are averaged, which is exactly one process
+    accumulating two micro-batches of half the size. Stage II, where nothing draws dropout
+    masks, so the two runs must agree to float rounding."""
+    import shutil
+
+    from rsmoe.stages import load
+
+    base = tmp_path / "base"
+    base.mkdir()
+    params = tiny_params(base, paths={"prepared": str(project / "prepared")}, stage1={"max_steps": 2})
+    load("stage1").run(params)
+    load("propagate").run(params)
+    settings = {"two": {"batch_size": 2, "grad_accum": 1, "processes": 2},
+                "one": {"batch_size": 1, "grad_accum": 2, "processes": 1}}
+    for name, train in settings.items():
+        root = tmp_path / name
+        shutil.copytree(base / "models", root / "models")
+        write_params_file(root, paths={"prepared": str(project / "prepared")}, stage2={"max_steps": 3}, train=train)
+        cmd = [sys.executable, "-m", "rsmoe", "stage", "stage2", "--params", str(root / "params.yaml")]
+        out = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+        if name == "two":
+            assert "2 processes" in out.stdout + out.stderr
+        assert json.loads((root / "metrics" / "stage2.json").read_text())["steps"] == 3
+    two, one = tmp_path / "two" / "models" / "stage2", tmp_path / "one" / "models" / "stage2"
+    for part in ["router.safetensors", *(f"adapters/{e}/adapter_model.safetensors" for e in ("theme", "objects", "relations"))]:
+        a, b = load_file(two / part), load_file(one / part)
+        assert a.keys() == b.keys()
+        for k in a:
+            torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=f"{part}: {k}")
+    before = load_file(base / "models" / "propagated" / "adapters" / "objects" / "adapter_model.safetensors")
+    after = load_file(two / "adapters" / "objects" / "adapter_model.safetensors")
+    assert any(not torch.equal(before[k], after[k]) for k in before)  # the processes did train

@@ -12,7 +12,7 @@ from rsmoe.model import RSMoE
 from rsmoe.params import Params
 from rsmoe.training.data import load_examples
 from rsmoe.training.features import FrozenFeatures
-from rsmoe.training.loop import run_training
+from rsmoe.training.loop import is_main_process, run_training
 from rsmoe.training.stage import digest, preset_from, write_metrics
 
 
@@ -37,6 +37,8 @@ def run(params: Params) -> dict:
     key = digest("stage1", params.model, params.train, params.stage1, params.paths.prepared / "captions.json")
     summary = run_training(model, examples, forward, train=params.train, stage=params.stage1,
                            checkpoint_dir=ckpt, run_key=key, name="stage1")
+    if not is_main_process():  # the other `accelerate launch` processes hold the same weights
+        return summary
     model.save_pretrained(out)
     shutil.rmtree(ckpt, ignore_errors=True)
     summary["encoded_images"] = features.encoded_images

@@ -13,7 +13,7 @@ from rsmoe.params import Params
 from rsmoe.stages import StageError
 from rsmoe.training.data import load_examples
 from rsmoe.training.features import FrozenFeatures
-from rsmoe.training.loop import run_training
+from rsmoe.training.loop import is_main_process, run_training
 from rsmoe.training.stage import digest, load_model, write_metrics
 
 
@@ -40,6 +40,8 @@ def run(params: Params) -> dict:
     key = digest("stage2", params.model, params.train, params.stage2, params.paths.prepared / "captions.json", src)
     summary = run_training(model, examples, forward, train=params.train, stage=params.stage2,
                            checkpoint_dir=ckpt, run_key=key, name="stage2")
+    if not is_main_process():  # the other `accelerate launch` processes hold the same weights
+        return summary
     model.save_pretrained(params.paths.models / "stage2")
     shutil.rmtree(ckpt, ignore_errors=True)
     summary.update(mode=mode, encoded_images=features.encoded_images)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,7 +67,13 @@ def run_training(model: torch.nn.Module, examples: Sequence, forward: Callable, 
     """
     gpu = torch.cuda.is_available()
     precision = ("bf16" if gpu else "no") if train.mixed_precision == "auto" else train.mixed_precision
-    accelerator = Accelerator(cpu=not gpu, mixed_precision=precision)
+    # the scheduler steps once per optimiser step, however many processes (accelerate would
+    # otherwise step it once per process)
+    accelerator = Accelerator(cpu=not gpu, mixed_precision=precision, step_scheduler_with_optimizer=False)
+    rank, world = accelerator.process_index, accelerator.num_processes
+    if train.batch_size < world:
+        raise ValueError(f"train.batch_size ({train.batch_size}) must be at least the number of processes ({world})")
+    progress = progress and accelerator.is_main_process
     model.to(accelerator.device)
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     params = [p for p in model.parameters() if p.requires_grad]
@@ -91,13 +98,21 @@ def run_training(model: torch.nn.Module, examples: Sequence, forward: Callable, 
         micro = [batch[i:i + train.batch_size] for i in range(0, len(batch), train.batch_size)]
         loss_sum, tokens, parts = 0.0, 0, {}
         for mb in micro:
+            # several processes: each takes its share of the micro-batch; gradients are averaged
+            # below, so N processes on batch B equal one process accumulating N micro-batches of B/N
             with accelerator.autocast():
-                out = forward(mb)
+                out = forward(mb[rank::world])
             accelerator.backward(out.loss / len(micro))
             loss_sum += out.loss.item() / len(micro)
             tokens += sum(out.tokens.values())
             for k, v in out.losses.items():
                 parts.setdefault(k, []).append(v.item())
+        if world > 1:
+            for param in params:
+                grad = param.grad if param.grad is not None else torch.zeros_like(param)
+                param.grad = accelerator.reduce(grad, reduction="mean")
+            loss_sum = accelerator.reduce(torch.tensor(loss_sum, device=accelerator.device), reduction="mean").item()
+            tokens = int(accelerator.reduce(torch.tensor(tokens, device=accelerator.device), reduction="sum").item())
         if train.max_grad_norm:
             accelerator.clip_grad_norm_(params, train.max_grad_norm)
         lr = scheduler.get_last_lr()[0]
@@ -112,13 +127,20 @@ def run_training(model: torch.nn.Module, examples: Sequence, forward: Callable, 
         bar.set_postfix(loss=f"{loss_sum:.3f}", lr=f"{lr:.2e}", tok_s=f"{tokens / dt:.0f}")
         bar.update(1)
         if (step + 1) % train.checkpoint_every == 0 and step + 1 < p.total_steps:
-            _save(checkpoint_dir, run_key, step + 1, model, names, optimizer, scheduler, history)
+            if accelerator.is_main_process:  # every process holds the same weights
+                _save(checkpoint_dir, run_key, step + 1, model, names, optimizer, scheduler, history)
+            accelerator.wait_for_everyone()
     bar.close()
     model.eval()
     first, last = history[0]["loss"] if history else None, history[-1]["loss"] if history else None
     return {"steps": p.total_steps, "epochs": round(p.total_steps / p.steps_per_epoch, 4),
             "examples": len(examples), "first_loss": first, "final_loss": last,
             "mean_loss_last_epoch": _mean_last(history, p.steps_per_epoch), "history": history}
+
+
+def is_main_process() -> bool:
+    """False in the other processes of an `accelerate launch` (they write nothing)."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def _mean_last(history: list[dict], n: int) -> float | None:
