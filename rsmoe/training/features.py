@@ -75,14 +75,13 @@ class FrozenFeatures:
     def image_tokens(self, paths: Sequence[Path]) -> torch.Tensor:
         """-> F_I (B, T, D) for the image files, encoding only the ones not cached yet."""
         keys = [self._key(Path(p)) for p in paths]
-        missing = [i for i, k in enumerate(keys) if self.images.get(k) is None]
-        for start in range(0, len(missing), self.batch_size):
-            chunk = missing[start:start + self.batch_size]
-            pixels = self.model.pixel_values([load_rgb(paths[i]) for i in chunk])
-            tokens = self.model.image_tokens(pixels)
-            self.encoded_images += len(chunk)
-            for i, t in zip(chunk, tokens):
-                self.images.put(keys[i], t)
+        for i in [i for i, k in enumerate(keys) if self.images.get(k) is None]:
+            # one image per forward: a conv's float result depends on the batch it runs in, and
+            # an entry must not depend on which other images happened to be missing with it
+            with torch.no_grad():
+                tokens = self.model.image_tokens(self.model.pixel_values([load_rgb(paths[i])]))
+            self.encoded_images += 1
+            self.images.put(keys[i], tokens[0])
         return torch.stack([self.images.get(k) for k in keys]).to(self.model.device)
 
     def freeze_vlm(self) -> None:
@@ -96,13 +95,10 @@ class FrozenFeatures:
         if self._vlm is None:
             return self.model.vlm_features(self.image_tokens(paths), instructions)
         keys = [_sha(self._key(Path(p)), ins) for p, ins in zip(paths, instructions)]
-        missing = [i for i, k in enumerate(keys) if self._vlm.get(k) is None]
-        if missing:
-            with torch.no_grad():
-                feats = self.model.vlm_features(self.image_tokens([paths[i] for i in missing]),
-                                                [instructions[i] for i in missing])
-            for i, f in zip(missing, feats):
-                self._vlm.put(keys[i], f)
+        for i in [i for i, k in enumerate(keys) if self._vlm.get(k) is None]:
+            with torch.no_grad():  # one entry per forward, as for F_I
+                feats = self.model.vlm_features(self.image_tokens([paths[i]]), [instructions[i]])
+            self._vlm.put(keys[i], feats[0])
         return torch.stack([self._vlm.get(k) for k in keys]).to(self.model.device)
 
     def warm(self, paths: Sequence[Path], instructions: Sequence[str] | None = None, *, progress: bool = True) -> None:
