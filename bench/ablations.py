@@ -8,7 +8,8 @@ between runs the workspace goes back to the committed baseline (`git checkout` o
 dvc.lock and metrics/, then `dvc checkout`), so the runs do not stack their parameters. Seed 0
 of the default configuration is the baseline itself (its metrics are read, nothing re-runs);
 other seeds set `train.seed`. DVC's run cache restores any stage an earlier run already computed
-with the same inputs (e.g. Stage I of seed 1 for both N = 3 and N = 1).
+with the same inputs (e.g. Stage II of N = 1 for the 144-token run). Stage I reads all of
+`model`, so N = 1 trains its own Stage I.
 
 Several seeds say how far one run's numbers move by chance alone: at this scale (minutes of
 training, 32 test crops) that spread is as large as some of the differences the paper reports,

@@ -57,9 +57,8 @@ class FeatureStore:
 class FrozenFeatures:
     """F_I (and, once the VLM encoder is frozen, F_VLM) for image files, computed at most once."""
 
-    def __init__(self, model, root: Path, batch_size: int = 16):
+    def __init__(self, model, root: Path):
         self.model = model
-        self.batch_size = batch_size
         spec = model.preset.image_encoder.model_dump_json()
         self.images = FeatureStore(Path(root) / f"image-{_sha(spec, str(_fingerprint(model.image_encoder.state_dict().items())))}")
         self.encoded_images = 0  # images that went through the image encoder (cache misses)
@@ -102,14 +101,9 @@ class FrozenFeatures:
         return torch.stack([self._vlm.get(k) for k in keys]).to(self.model.device)
 
     def warm(self, paths: Sequence[Path], instructions: Sequence[str] | None = None, *, progress: bool = True) -> None:
-        """Compute every missing entry up front, in batches, with a progress bar."""
-        todo = list(paths)
-        bar = tqdm(total=len(todo), desc="features", unit="img", disable=not progress)
-        for start in range(0, len(todo), self.batch_size):
-            chunk = todo[start:start + self.batch_size]
+        """Compute every missing entry up front, one image at a time, with a progress bar."""
+        for i, path in enumerate(tqdm(list(paths), desc="features", unit="img", disable=not progress)):
             if instructions is not None and self._vlm is not None:
-                self.vlm_features(chunk, instructions[start:start + self.batch_size])
+                self.vlm_features([path], [instructions[i]])
             else:
-                self.image_tokens(chunk)
-            bar.update(len(chunk))
-        bar.close()
+                self.image_tokens([path])
