@@ -5,7 +5,9 @@ import json
 
 import pytest
 
+from rsmoe.evaluation.baselines import RANDOM_SEEDS, random_caption
 from rsmoe.evaluation.captions import METRICS, score
+from rsmoe.evaluation.diagnostics import diagnose
 from rsmoe.evaluation.vqa import QTYPE_ASPECT, expert_for, is_correct
 from rsmoe.stages import load
 from rsmoe.stages.evaluate import EMPTY
@@ -40,8 +42,23 @@ def test_metrics_file_has_every_section(evaluated):
     root, _, result = evaluated
     metrics = json.loads((root / "metrics" / "evaluate.json").read_text())
     assert metrics["images"] == 6 and metrics["experts"] == ["theme", "objects", "relations"]
+    diagnostics = {"distinct", "theme_accuracy", "repetition", "words", "reference_words"}
     for key in ("captions", "stage1_captions"):
-        assert set(metrics[key]) == {*METRICS, "empty_captions"}
+        assert set(metrics[key]) == {*METRICS, "empty_captions", *diagnostics}
+    assert set(metrics["baselines"]) == {"random_caption", "scene_caption", "retrieval_oracle", "blind"}
+    for name, row in metrics["baselines"].items():
+        assert {*METRICS, *diagnostics} <= set(row), name
+    assert metrics["baselines"]["random_caption"]["seeds"] == len(RANDOM_SEEDS)
+    assert metrics["theme_accuracy"] == metrics["captions"]["theme_accuracy"]
+    for model_row in ("stage2", "stage1"):
+        for m in METRICS:
+            d = metrics["margins"][model_row][m]
+            row = metrics["captions" if model_row == "stage2" else "stage1_captions"]
+            assert d["best_baseline"] in ("random_caption", "scene_caption", "blind")
+            assert d["margin"] == pytest.approx(row[m] - max(metrics["baselines"][b][m]
+                                                            for b in ("random_caption", "scene_caption", "blind")),
+                                                        abs=1e-3)
+    assert set(metrics["vqa"]["baseline"]["per_type"]) == set(metrics["vqa"]["per_type"])
     assert set(metrics["aspects"]) <= {"theme", "objects", "relations"}
     assert metrics["vqa"]["n"] == sum(len(a["qa_pairs"]) for a in json.loads(RSIEVAL.read_text())["annotations"])
     assert set(metrics["vqa"]["per_type"]) <= set(QTYPE_ASPECT)
@@ -67,7 +84,7 @@ def test_each_question_went_to_the_expert_of_its_type(evaluated):
     root, _, _ = evaluated
     rows = _jsonl(root / "reports" / "vqa.jsonl")
     assert rows and all(r["expert"] == expert_for(r["type"], 3) for r in rows)
-    assert all(r["correct"] == is_correct(r["prediction"], r["answer"], r["type"]) for r in rows)
+    assert all(r["correct"] == is_correct(r["prediction"], r["answer"], r["type"], question=r["question"]) for r in rows)
     metrics = json.loads((root / "metrics" / "evaluate.json").read_text())
     assert metrics["vqa"]["overall"] == pytest.approx(100 * sum(r["correct"] for r in rows) / len(rows))
 
@@ -77,5 +94,33 @@ def test_report_is_written_and_self_contained(evaluated):
     html = (root / "reports" / "report.html").read_text()
     assert result["report"].endswith("report.html")
     assert "BLEU-4" in html and "data:image/png;base64," in html
+    for label in ("random train caption", "scene type", "blind", "oracle", "best baseline", "majority baseline"):
+        assert label in html, label
     assert "https://" not in html and "http://" not in html
     assert str(root) not in html  # no machine paths
+
+
+def test_baselines_recompute_from_the_prepared_split(evaluated):
+    """The random-caption row is the mean over seeds of the same scorer on the same split."""
+    root, params, _ = evaluated
+    records = json.loads((params.paths.prepared / "captions.json").read_text())["annotations"]
+    test = [r for r in records if r["split"] == "test"]
+    train = [r for r in records if r["split"] == "train"]
+    refs = {r["filename"]: [r["text_output"]] for r in test}
+    rows = [score(random_caption(test, train, s), refs) for s in RANDOM_SEEDS]
+    metrics = json.loads((root / "metrics" / "evaluate.json").read_text())
+    for m in METRICS:
+        assert metrics["baselines"]["random_caption"][m] == pytest.approx(sum(r[m] for r in rows) / len(rows))
+    predictions = {r["filename"]: r["caption"] for r in _jsonl(root / "reports" / "predictions.jsonl")}
+    assert metrics["captions"]["distinct"] == diagnose(predictions, refs)["distinct"]
+
+
+def test_vqa_majority_baseline_is_scored_like_the_model(evaluated):
+    root, _, _ = evaluated
+    rows = _jsonl(root / "reports" / "vqa.jsonl")
+    base = json.loads((root / "metrics" / "evaluate.json").read_text())["vqa"]["baseline"]
+    for qtype, r in base["per_type"].items():
+        of_type = [x for x in rows if x["type"] == qtype]
+        answer = base["answers"].get(qtype, "")
+        expected = 100 * sum(is_correct(answer, x["answer"], qtype, question=x["question"]) for x in of_type) / len(of_type)
+        assert r["accuracy"] == pytest.approx(expected), qtype

@@ -346,6 +346,19 @@ def _relations(groups: list[_Group]) -> list[_Relation]:
 # Theme
 
 
+# Every scene type `infer_theme` can name, without its article (records carry it as `scene_type`).
+SCENE_TYPES: tuple[str, ...] = (
+    "airport", "harbor", "oil depot", "industrial area", "sports ground", "road junction", "river with a bridge",
+    "residential area", "parking lot", "urban area", "rural area with a road", "open area", "area of open water",
+    "farmland", "area of bare land",
+)
+
+
+def scene_type(objects: Sequence[CropObject], cover: dict[str, float]) -> str:
+    """The crop's scene type, one of `SCENE_TYPES` ("harbor"): `infer_theme` without the article."""
+    return re.sub(r"^(a|an)\s+", "", infer_theme(objects, cover))
+
+
 def infer_theme(objects: Sequence[CropObject], cover: dict[str, float]) -> str:
     """The scene type as a short noun phrase ("a harbor"), from the classes present, else the land cover."""
     cats = Counter(o.category for o in objects)
@@ -601,7 +614,7 @@ def make_qa(objects: Sequence[CropObject], cover: dict[str, float], crop_size: i
     out += [area] if area else []
     if any(g.category == "small-vehicle" for g in groups):  # cars are resolvable: sub-metre imagery
         out.append(_qa("Is this a high resolution image?", "Yes.", "image"))
-    theme = re.sub(r"^(a|an)\s+", "", infer_theme(objects, cover))
+    theme = scene_type(objects, cover)
     question = _pick(key, "scene-q", ("What is the theme of the image?", "What type of scene does this image show?"))
     out.append(_qa(question, f"{_cap(theme)}.", "scene"))
     return out

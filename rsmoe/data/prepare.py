@@ -28,7 +28,7 @@ from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 from rsmoe.data.aspects import split_caption
-from rsmoe.data.describe import color_name, describe, land_cover, make_qa
+from rsmoe.data.describe import color_name, describe, land_cover, make_qa, scene_type
 from rsmoe.data.dota import LabelFormatError, parse_row, read_label_rows
 from rsmoe.data.images import ImageReadError, list_images, load_rgb, save_png
 from rsmoe.data.loaders import CaptionRecord, EvalRecord, load_rsicap, load_rsieval
@@ -149,7 +149,8 @@ class _Writer:
             "image_id": str(len(self.captions)) if human is None else human.image_id,
             "filename": filename, "text_input": instruction, "text_output": text,
             "scene": scene, "split": split, "window": [win.left, win.top, win.size], "caption_source": source,
-            "segments": segments, "land_cover": {k: round(v, 4) for k, v in cover.items()},
+            "segments": segments, "scene_type": scene_type(objects, cover),
+            "land_cover": {k: round(v, 4) for k, v in cover.items()},
             "objects": [asdict(o) for o in objects],
         })
         hq = self.human_qa.get(filename)

@@ -27,16 +27,34 @@ objects grounds perfectly (tested), and so that human RSICap / RSIEval wording r
   `VEHICLE`: it is checked against small + large together, and it covers both against misses.
 - Counts: digits, number words ("thirty-seven", "thirty seven", "a dozen"), "a pair of" and
   "both" are exact. "more than N" / "over N" / "at least N" are lower bounds, inclusive, because
-  `describe` writes "more than one hundred" from 100 on. Each "a"/"an" states one object ("a car
-  is parked ..., and a car is driving ..." = 2). Per class an exact count beats a vague
+  `describe` writes "more than one hundred" from 100 on. Per class an exact count beats a vague
   quantifier, which beats articles. Counts in one sentence add up ("seven buses and three
   trucks" = 10 large vehicles); across sentences the largest is taken (a total restated or a
   subgroup: "ten cars ... two cars by the road"); counts of different kinds (buses, trucks) add
   up unless the class's own name carries a count ("ten large vehicles: seven buses ...").
+- Each object is counted once: a caption introduces objects, then speaks of them again, and only
+  the introductions count.
+  - "a"/"an" introduces one object each time ("a car is parked ..., and a car is driving ..." =
+    2). "another", "a second", "one more" add one to what was said so far ("two planes ...
+    another plane" = 3), except after a partition in the sentence ("two of the ships are white,
+    and another ship is gray" is one of the known ships).
+  - Definite re-mentions refer back and never add: "the ship", "these planes", "the other ship",
+    "it" / "they" (no class noun, so never read). A definite number ("the two ships", "all three
+    planes", "both bridges") restates a total: it can be the largest count, never adds in its
+    sentence. "The other three ships" has no definite before its number: the rest of a group adds.
+  - A predicate nominative ("the ship is a small vessel", "it is a white plane", "it appears to
+    be a jet") classifies an object already there and adds none; when nothing else names its
+    class it states one. After "there" / "here" ("there is a ship") and in an inversion ("next
+    to the pier is a boat", "beside it is a boat") the "a ..." is the subject and introduces one.
+  - Partitives ("two of the ships", "most of the cars") are subgroups of known objects; they,
+    bare definites ("the planes") and plurals without a number ("ships are moored") name a class
+    without counting it.
+  - A sentence said again word for word (looping output: "The ship is a small vessel. The ship is
+    a small vessel.") states nothing new; its phrases have kind "repeat".
+  Known limits: numbers beat articles, so "a ship and two boats" reads 2 (and, rightly, so does
+  "two ships, a tanker and a ferry"); "one ship is white and the other is gray" reads 1.
 - Vague quantifiers never enter count accuracy; they are checked on their own against `VAGUE`:
   "a few" / "several" / "some" admit 2..9, "many" / "a lot of" / "numerous" 10 or more.
-- Partitives ("two of the ships", "most of the cars") and definites ("the planes") name a class
-  without counting it.
 - Negation ("there are no ships", "no planes can be seen", "no objects such as planes, ships or
   vehicles", "ships are not visible") states 0: right when the class is absent, "denied" when it
   is present. A negated class is never a hallucination.
@@ -53,7 +71,7 @@ import bisect
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from rsmoe.data.describe import parse_number
@@ -128,7 +146,21 @@ _APPROX = _end(rf"(?:about|around|approximately|roughly|some|an estimated|estima
                rf"(?:{_NUMBER})")
 _EXACT = _end(_NUMBER)
 _VAGUE_END = _end(_VAGUE_RE)
-_ARTICLE = _end(r"a|an|another")
+_ARTICLE = _end(r"a|an|another|one more")
+_ORDINALS = frozenset("second third fourth fifth sixth additional further".split())  # "a second ship": one more
+# "<subject> is (also) a ...": a predicate nominative. The subject is the word before the copula.
+_PREDICATE = re.compile(r"(?:^| )(?:(?P<subject>[a-z]+) (?:is|are|was|were|being|(?:can|could|may|might|must|will|"
+                        r"would|should) be|(?:has|have|had) been|(?:seems?|seemed|appears?|appeared) to be|"
+                        r"(?:looks?|looked) like|resembl(?:es?|ed|ing))|(?P<contracted>[a-z]+)'s)"
+                        r"(?: (?:also|probably|likely|clearly|possibly|perhaps|apparently|actually|just|only|still|"
+                        r"certainly|definitely|obviously|mainly|mostly|indeed))*$")
+_DEFINITE_NUMBER = frozenset("the these those all its their".split())  # not "the other three": those add
+_PRONOUNS = frozenset("it they which that who this these those one ones each other others both all".split())
+_PREPOSITIONS = frozenset("in on at near next beside besides behind under above below along alongside across adjacent "
+                          "between inside within outside underneath beneath among opposite close around to from by "
+                          "beyond over atop toward towards".split())
+# "two of the ships are white, and another ship ...": "another" picks a member of a known group
+_PARTITION = re.compile(rf"\b(?:{_NUMBER}|some|most|all) (?:of|is|are|was|were)\b")
 _CONTAINER = _end(r"(?:rows?|lines?|groups?|clusters?|fleets?|types?|kinds?|sorts?|columns?|sets?|sizes?|queues?|"
                   r"collections?|series|array|cluster) of")
 _EXAMPLE = _end(r"(?:, )?(?:such as|like|including|e \. g \.|for example|especially|particularly|namely)(?: ,)?")
@@ -174,7 +206,9 @@ class Phrase:
     lemma: str  # the name used ("car", "bus", "large vehicle"): counts of different kinds add up
     text: str  # as written, quantity included: "thirty-seven large-vehicles"
     span: tuple[int, int]  # caption[span[0]:span[1]] == text
-    kind: str  # "number", "more_than", "article", "vague", "partitive", "none" or "negated"
+    # "number", "restated" (a definite number), "more_than", "article", "another", "predicate", "vague",
+    # "partitive", "repeat" (a sentence said before), "none" or "negated"
+    kind: str
     count: int | None  # the number stated (the bound for "more_than", 0 when negated)
     bounds: tuple[int, int | None] | None  # the true counts the phrase admits; None: it states none
     quantifier: str | None  # a vague quantifier as written ("several", "many rows of", "about 20")
@@ -315,13 +349,19 @@ def _determiner(words: Sequence[str], starts: Sequence[int], end: int) -> _Det |
                                                     math.ceil(1.25 * n))
         return _Det("vague", at(m), None, (low, high), m.group().strip())
     if m := _EXACT.search(text):
-        n = _to_int(m.group())
-        return _Det("number", at(m), n, (n, n))
+        n, first = _to_int(m.group()), end - len(m.group().split())
+        # "the two ships", "all three planes", "both bridges" refer back to objects counted already
+        definite = m.group().strip() == "both" or (first > 0 and words[first - 1] in _DEFINITE_NUMBER)
+        return _Det("restated" if definite else "number", at(m), n, (n, n))
     if m := _VAGUE_END.search(text):
         q = m.group().strip()
         return _Det("vague", at(m), None, VAGUE[q], q)
     if m := _ARTICLE.search(text):
-        return _Det("article", at(m), 1, (1, 1))
+        first = end - len(m.group().split())
+        if _is_predicate(words[:first]):  # "the ship is a small vessel": it classifies, it adds no object
+            return _Det("predicate", at(m))
+        more = m.group().strip() in ("another", "one more") or (end < len(words) and words[end] in _ORDINALS)
+        return _Det("another" if more else "article", at(m), 1, (1, 1))
     if m := _CONTAINER.search(text):  # "many rows of cars", "a group of three ..." (the inner number wins above)
         head = end - len(m.group().split())
         inner = _determiner(words, starts, _strip_modifiers(words, head))
@@ -337,6 +377,27 @@ def _determiner(words: Sequence[str], starts: Sequence[int], end: int) -> _Det |
             if outer and outer.kind == "negated":
                 return _Det("negated", None, 0, (0, 0))
     return None
+
+
+def _is_predicate(before: Sequence[str]) -> bool:
+    """Whether an article after `before` opens a predicate nominative ("it is a", "the ship is a").
+
+    Not when the subject is "there" / "here" (existential: "there is a ship"), nor in an inversion,
+    where a place comes first and the "a ..." is the subject ("next to the pier is a ship", "beside
+    it is a boat": the clause opens with a preposition, or one stands right before the copula's
+    subject, and that subject is no pronoun in the nominative).
+    """
+    m = _PREDICATE.search(" ".join(before))
+    if not m:
+        return False
+    subject = m.group("subject") or m.group("contracted")
+    i = len(before) - len(m.group().split())  # the subject's index
+    if subject in ("there", "here") or (i > 0 and before[i - 1] in _PREPOSITIONS):
+        return False
+    if subject in _PRONOUNS:  # "... and it is a tanker"
+        return True
+    clause = max((j + 1 for j in range(i) if before[j] in (",", ";", ":")), default=0)
+    return before[clause] not in _PREPOSITIONS
 
 
 def _sentence_starts(caption: str) -> list[int]:
@@ -370,6 +431,8 @@ def phrases(caption: str) -> list[Phrase]:
         compound = _COMPOUND_HEAD.match(low, m.end()) is not None
         det = None if compound else _determiner(words, starts, _strip_modifiers(words, len(words)))
         kind = det.kind if det else "none"
+        if kind == "another" and _PARTITION.search(low, lo, det.start):  # "two of the ships ..., another ship"
+            kind, det = "partitive", _Det("partitive", det.start)
         # "ships are not visible"; not "the plane's head is not visible", not "two ships are not visible"
         negated = kind == "negated" or (kind == "none" and not low.startswith("'", m.end())
                                         and _ABSENT_AFTER.match(low, m.end()) is not None)
@@ -383,7 +446,7 @@ def phrases(caption: str) -> list[Phrase]:
             quantifier=det.quantifier if det and not negated else None,
             negated=negated, scene=scene, sentence=sentence,
         ))
-    return _inherit_negation(low, out)
+    return _mark_repeats(low, sentence_starts, _inherit_negation(low, out))
 
 
 def _inherit_negation(low: str, found: list[Phrase]) -> list[Phrase]:
@@ -401,30 +464,59 @@ def _inherit_negation(low: str, found: list[Phrase]) -> list[Phrase]:
     return out
 
 
+def _mark_repeats(low: str, sentence_starts: Sequence[int], found: list[Phrase]) -> list[Phrase]:
+    """A sentence said before word for word (a looping caption) states nothing new: kind "repeat", no count."""
+    seen: set[str] = set()
+    repeated = set()
+    for i, a in enumerate(sentence_starts):
+        b = sentence_starts[i + 1] if i + 1 < len(sentence_starts) else len(low)
+        said = " ".join(w for w in _TOKEN.findall(low, a, b) if w[0].isalnum())  # a cut-off last one too
+        if said in seen:
+            repeated.add(i)
+        seen.add(said)
+    return [replace(p, kind="repeat", count=None, bounds=None, quantifier=None)
+            if p.sentence in repeated and not p.negated else p for p in found]
+
+
 def _tally(found: list[Phrase]) -> tuple[int, bool, list[Phrase]]:
-    """Per lemma: the largest per-sentence sum; lemmas add up. (total, any lower bound, phrases used)."""
+    """Per lemma, the largest total a sentence states; lemmas add up. (total, any lower bound, phrases used).
+
+    A sentence states the sum of its numbers (or a larger restated one, or with neither the total so
+    far), plus one per "another".
+    """
     total, bound, used = 0, False, []
     for lemma in dict.fromkeys(p.lemma for p in found):
         by_sentence: dict[int, list[Phrase]] = {}
         for p in found:
             if p.lemma == lemma:
                 by_sentence.setdefault(p.sentence, []).append(p)
-        best = max(by_sentence.values(), key=lambda ps: sum(p.count or 0 for p in ps))
-        total += sum(p.count or 0 for p in best)
-        bound |= any(p.kind == "more_than" for p in best)
-        used += best
+        best, best_used = 0, []
+        for ps in by_sentence.values():  # in caption order
+            numbers = [p for p in ps if p.kind in ("number", "more_than")]
+            base, base_used = (sum(p.count for p in numbers), numbers) if numbers else (best, best_used)
+            for p in ps:  # a restated number never adds, but it may be the largest said
+                if p.kind == "restated" and p.count > base:
+                    base, base_used = p.count, [p]
+            more = [p for p in ps if p.kind == "another"]
+            if base + len(more) > best:
+                best, best_used = base + len(more), base_used + more
+        total += best
+        bound |= any(p.kind == "more_than" for p in best_used)
+        used += best_used
     return total, bound, sorted(used, key=lambda p: p.span)
 
 
 def _merge(category: str, found: list[Phrase]) -> Mention:
     positive = [p for p in found if not p.negated and not p.scene]
-    numbered = [p for p in positive if p.kind in ("number", "more_than")]
+    numbered = [p for p in positive if p.kind in ("number", "more_than", "restated")]
     vague = [p for p in positive if p.kind == "vague"]
-    articles = [p for p in positive if p.kind == "article"]
+    articles = [p for p in positive if p.kind in ("article", "another")]
     negated = not positive and any(p.negated for p in found)
     if numbered:
         own = [p for p in numbered if p.lemma == _OWN_LEMMA[category]]
-        total, bound, used = _tally(own or numbered)
+        more = [p for p in positive if p.kind == "another"]  # counted on top of the class's own name, if written
+        total, bound, used = _tally(sorted(own + [replace(p, lemma=_OWN_LEMMA[category]) for p in more]
+                                           if own else numbered + more, key=lambda p: p.span))
         quantifier = next((p.quantifier for p in used if p.kind == "more_than"), None)
         kind, count, bounds = ("more_than" if bound else "number"), total, (total, None if bound else total)
     elif vague:
@@ -432,6 +524,8 @@ def _merge(category: str, found: list[Phrase]) -> Mention:
         kind, count, bounds, quantifier = "vague", None, used[0].bounds, used[0].quantifier
     elif articles:
         used, kind, count, bounds, quantifier = articles, "article", len(articles), (len(articles),) * 2, None
+    elif positive and all(p.kind in ("predicate", "repeat") for p in positive):  # "it is a plane" (, again)
+        used, kind, count, bounds, quantifier = positive[:1], "predicate", 1, (1, 1), None
     elif positive:
         used, kind, count, bounds, quantifier = positive[:1], positive[0].kind, None, None, None
     elif negated:

@@ -109,7 +109,11 @@ class ReportData:
     date: str  # shown as given, e.g. "2025-11-24"
     split: str = "test"
     images: int | None = None  # images scored in the split
-    scores: dict[str, dict[str, float]] = field(default_factory=dict)  # model row -> {METRICS}
+    scores: dict[str, dict[str, float]] = field(default_factory=dict)  # model row -> {METRICS, diagnostics}
+    # baseline row -> {METRICS, diagnostics} (`rsmoe.evaluation.baselines`); shown under the models
+    baselines: dict[str, dict[str, float]] = field(default_factory=dict)
+    # model row -> metric -> {margin, best_baseline, ratio} (`stages.evaluate.margins`)
+    margins: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     aspects: dict[str, dict[str, float]] = field(default_factory=dict)  # as captions.score_aspects
     vqa: dict[str, Any] = field(default_factory=dict)  # as vqa.accuracy: per_type, average, overall, n
     grounding: dict[str, Any] = field(default_factory=dict)  # as grounding.aggregate
@@ -273,14 +277,45 @@ def _table(head: Sequence[str], rows: Sequence[Sequence[str]], bold: Collection[
     return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _scores_html(scores: Mapping[str, Mapping[str, float]]) -> str:
-    rows = [[_e(name)] + [_num(s.get(m)) for m in METRICS] for name, s in scores.items()]
+# diagnostics columns of the scores table: (key, header, unit)
+DIAGNOSTICS: tuple[tuple[str, str, str], ...] = (
+    ("distinct", "distinct", " %"), ("theme_accuracy", "theme acc.", " %"), ("repetition", "repeats", " %"),
+    ("words", "words", ""))
+BASELINE_LABELS = {
+    "random_caption": "random train caption (mean of 3 seeds)",
+    "scene_caption": "random train caption of the scene type",
+    "blind": "blind: the model on another crop's image",
+    "retrieval_oracle": "oracle: closest-count train caption (reads test annotations)",
+}
+
+
+def _signed(v: float) -> str:
+    return f"{v:+.2f}"
+
+
+def _scores_html(scores: Mapping[str, Mapping[str, float]], baselines: Mapping[str, Mapping[str, float]] = {},
+                 margins: Mapping[str, Mapping[str, Mapping[str, Any]]] = {}) -> str:
+    """Model rows (best model value bold), each model's margin over the best non-oracle baseline,
+    then the baselines (italic): every score beside what no model would get."""
+    def row(label: str, s: Mapping[str, Any]) -> list[str]:
+        return [label] + [_num(s.get(m)) for m in METRICS] + [_num(s.get(k), unit) for k, _, unit in DIAGNOSTICS]
+
+    rows = [row(_e(name), s) for name, s in scores.items()]
     bold = set()
     if len(scores) > 1:  # the best model per metric
         for j, m in enumerate(METRICS, start=1):
             vals = [(s[m], i) for i, s in enumerate(scores.values()) if s.get(m) is not None]
             bold |= {(i, j) for v, i in vals if v == max(vals)[0]}
-    return _table(["model", *METRICS], rows, bold)
+    for name, per_metric in margins.items():
+        cells = []
+        for m in METRICS:
+            d = per_metric.get(m)
+            cls = "pos" if d and d["margin"] > 0 else "neg"
+            cells.append(f'<span class="{cls}" title="over {_e(d["best_baseline"])}">{_signed(d["margin"])}</span>'
+                         if d else "\u2013")
+        rows.append([f"<em>{_e(name)} \u2212 best baseline</em>", *cells, *[""] * len(DIAGNOSTICS)])
+    rows += [row(f'<em class="baseline">{_e(BASELINE_LABELS.get(name, name))}</em>', s) for name, s in baselines.items()]
+    return _table(["model", *METRICS, *(h for _, h, _ in DIAGNOSTICS)], rows, bold)
 
 
 def _aspects_html(aspects: Mapping[str, Mapping[str, float]]) -> str:
@@ -290,10 +325,21 @@ def _aspects_html(aspects: Mapping[str, Mapping[str, float]]) -> str:
 
 
 def _vqa_html(vqa: Mapping[str, Any]) -> str:
-    rows = [[_e(t), _num(r.get("accuracy"), " %"), _num(r.get("n"))] for t, r in vqa.get("per_type", {}).items()]
-    rows.append(["<strong>average</strong> (mean of types)", _num(vqa.get("average"), " %"), ""])
-    rows.append(["<strong>overall</strong> (all questions)", _num(vqa.get("overall"), " %"), _num(vqa.get("n"))])
-    return _table(["question type", "accuracy", "n"], rows)
+    """Accuracy per type beside the majority-answer baseline (the train split's most frequent answer)."""
+    base = vqa.get("baseline") or {}
+    per_base = base.get("per_type", {})
+    answers = base.get("answers", {})
+
+    def b(t: str) -> str:
+        acc = per_base.get(t, {}).get("accuracy")
+        return _num(acc, " %") + (f' <span class="ans">({_e(answers[t])})</span>' if t in answers else "")
+
+    rows = [[_e(t), _num(r.get("accuracy"), " %"), b(t), _num(r.get("n"))] for t, r in vqa.get("per_type", {}).items()]
+    rows.append(["<strong>average</strong> (mean of types)", _num(vqa.get("average"), " %"),
+                 _num(base.get("average"), " %"), ""])
+    rows.append(["<strong>overall</strong> (all questions)", _num(vqa.get("overall"), " %"),
+                 _num(base.get("overall"), " %"), _num(vqa.get("n"))])
+    return _table(["question type", "accuracy", "majority baseline", "n"], rows)
 
 
 def _grounding_html(g: Mapping[str, Any]) -> str:
@@ -403,7 +449,8 @@ def _css() -> str:
         ".caption{line-height:1.9}.seg{padding:2px 0;border-bottom:3px solid;box-decoration-break:clone;"
         "-webkit-box-decoration-break:clone}"
         f"mark.err{{background:none;color:{ERROR_RED};font-weight:600;cursor:help;text-underline-offset:3px}}"
-        f".missed{{color:{ERROR_RED};font-size:13px}}.notes{{color:#666;font-size:13px}}" + segs + marks)
+        f".missed{{color:{ERROR_RED};font-size:13px}}.notes{{color:#666;font-size:13px}}"
+        ".baseline{color:#555}.pos{color:#1e7b34}.neg{color:#b42318}.ans{color:#888;font-size:12px}" + segs + marks)
 
 
 def report_html(data: ReportData) -> str:
@@ -413,7 +460,8 @@ def report_html(data: ReportData) -> str:
     images = "" if data.images is None else f" \u00b7 {data.images} images"
     parts = [f"<h1>{_e(title)}</h1>",
              f'<p class="meta">split {_e(data.split)}{images} \u00b7 {len(data.samples)} sample captions shown</p>',
-             "<h2>Captions</h2>", _scores_html(data.scores) if data.scores else "<p>no caption scores</p>"]
+             "<h2>Captions</h2>", _scores_html(data.scores, data.baselines, data.margins) if data.scores
+             else "<p>no caption scores</p>"]
     if data.aspects:
         parts += ["<h2>Per aspect</h2>", _aspects_html(data.aspects)]
     parts += ["<h2>VQA</h2>", _vqa_html(data.vqa) if data.vqa else "<p>no questions in this split</p>",

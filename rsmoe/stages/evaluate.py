@@ -6,6 +6,12 @@
 - VQA: the split's RSIEval-format questions, each answered by the expert of its type;
 - grounding: stated counts, hallucinated and missed classes against the DOTA annotations;
 - zero-shot: Karpathy-format caption sets named in `evaluate.zero_shot`;
+- baselines (`rsmoe.evaluation.baselines`), scored by the same code on the same split: a random
+  train caption (mean of 3 seeds), a random train caption of the crop's scene type, the
+  retrieval oracle, the blind model (each crop captioned from another crop's image features) and
+  the majority answer per VQA type; every caption row also gets the diagnostics of
+  `rsmoe.evaluation.diagnostics` (distinct captions, theme accuracy, repetition, lengths), and
+  each model row its margin over the best non-oracle baseline;
 
 Writes `metrics/evaluate.json` (DVC metrics), `reports/predictions.jsonl` and `reports/vqa.jsonl`
 (per sample) and `reports/report.html`.
@@ -18,7 +24,8 @@ import logging
 from pathlib import Path
 
 from rsmoe.data.aspects import group_segments, split_caption
-from rsmoe.evaluation import captions, grounding, vqa
+from rsmoe.evaluation import baselines, captions, grounding, vqa
+from rsmoe.evaluation.diagnostics import diagnose
 from rsmoe.evaluation.predict import answer_questions, caption_images, karpathy_references, load_questions
 from rsmoe.params import Params
 from rsmoe.stages import StageError
@@ -28,14 +35,13 @@ from rsmoe.training.stage import load_model
 log = logging.getLogger("rsmoe")
 
 
-def _test_records(params: Params) -> list[dict]:
+def _split_records(params: Params, split: str) -> list[dict]:
     path = params.paths.prepared / "captions.json"
     if not path.is_file():
         raise StageError(f"{path} not found; run `rsmoe stage prepare` first")
-    records = [a for a in json.loads(path.read_text(encoding="utf-8"))["annotations"]
-               if a.get("split") == params.evaluate.split]
+    records = [a for a in json.loads(path.read_text(encoding="utf-8"))["annotations"] if a.get("split") == split]
     if not records:
-        raise StageError(f"{path}: no captions in split {params.evaluate.split!r}; check prepare.splits")
+        raise StageError(f"{path}: no captions in split {split!r}; check prepare.splits")
     return records
 
 
@@ -44,12 +50,54 @@ def _test_records(params: Params) -> list[dict]:
 EMPTY = "nocaption"
 
 
-def _score(cands: dict[str, str], refs: dict[str, list[str]], source: str) -> dict[str, float]:
+def _score(cands: dict[str, str], refs: dict[str, list[str]], source: str,
+           scene_types: dict[str, str | None] | None = None) -> dict[str, float]:
+    """pycocoevalcap's scores, the empty captions and the diagnostics of one caption row."""
     empty = [k for k, v in cands.items() if not v.strip()]
     if empty:
         log.warning("%s: %d empty captions are scored as %r", source, len(empty), EMPTY)
     scored = captions.score({k: v if v.strip() else EMPTY for k, v in cands.items()}, refs, source=source)
-    return {**scored, "empty_captions": len(empty)}
+    return {**scored, "empty_captions": len(empty), **diagnose(cands, refs, scene_types)}
+
+
+def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
+    return {k: sum(r[k] for r in rows) / len(rows) if all(r[k] is not None for r in rows) else None for k in rows[0]}
+
+
+# Baselines that a model must beat; the retrieval oracle reads the test annotations and is only a reference.
+COMPETITORS = ("random_caption", "scene_caption", "blind")
+
+
+def _caption_baselines(model, records: list[dict], train: list[dict], images: list[Path], features,
+                       refs: dict[str, list[str]], scene_types: dict, ev) -> dict[str, dict]:
+    source = f"{ev.split} split"
+    rand = [_score(baselines.random_caption(records, train, seed), refs, f"{source}, random caption (seed {seed})",
+                   scene_types) for seed in baselines.RANDOM_SEEDS]
+    perm = baselines.derangement(len(images))
+    blind = caption_images(model, [images[j] for j in perm], features, batch_size=ev.batch_size,
+                           max_new_tokens=ev.max_new_tokens, desc="captions (blind)")
+    return {
+        "random_caption": {**_mean(rand), "seeds": len(rand)},
+        "scene_caption": _score(baselines.scene_caption(records, train), refs, f"{source}, scene caption", scene_types),
+        "retrieval_oracle": _score(baselines.retrieval_oracle(records, train), refs, f"{source}, retrieval oracle",
+                                   scene_types),
+        "blind": _score({r["filename"]: c.text for r, c in zip(records, blind)}, refs, f"{source}, blind model",
+                        scene_types),
+    }
+
+
+def margins(scores: dict[str, dict], base: dict[str, dict]) -> dict[str, dict[str, float]]:
+    """Each model row's margin over the best non-oracle baseline, per caption metric (and that
+    baseline's name): a positive margin on every metric is what "beats every baseline" means."""
+    out = {}
+    for name, s in scores.items():
+        row = {}
+        for m in captions.METRICS:
+            best = max(COMPETITORS, key=lambda b: base[b][m])
+            row[m] = {"margin": round(s[m] - base[best][m], 4), "best_baseline": best,
+                      "ratio": round(s[m] / base[best][m], 4) if base[best][m] else None}
+        out[name] = row
+    return out
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
@@ -71,7 +119,7 @@ def _report(params: Params, metrics: dict, scores: dict, predictions: list[dict]
     data = report.ReportData(
         preset=params.model.preset, experts=list(metrics["experts"]), strategy=params.train.strategy,
         date=datetime.date.today().isoformat(), split=params.evaluate.split, images=metrics["images"],
-        scores={k: {m: v for m, v in s.items() if m in captions.METRICS} for k, s in scores.items()},
+        scores=scores, baselines=metrics["baselines"], margins=metrics["margins"],
         aspects=metrics["aspects"], vqa=metrics["vqa"], grounding=metrics["grounding"], losses=losses,
         samples=samples, notes=[captions.SPICE_NOTE])
     return report.write_report(out, data)
@@ -85,17 +133,20 @@ def run(params: Params) -> dict:
     model = load_model(params, src)
     n = len(model.experts)
     features = FrozenFeatures(model, params.paths.features)
-    records = _test_records(params)
+    records = _split_records(params, ev.split)
+    train = _split_records(params, "train")
     images = [params.paths.prepared / "images" / r["filename"] for r in records]
     refs = {r["filename"]: [r["text_output"]] for r in records}
+    scene_types = {r["filename"]: r.get("scene_type") for r in records}
 
     generated = caption_images(model, images, features, batch_size=ev.batch_size, max_new_tokens=ev.max_new_tokens,
                                desc="captions (stage2)")
     cands = {r["filename"]: c.text for r, c in zip(records, generated)}
-    scores = {"stage2": _score(cands, refs, f"{ev.split} split, stage2")}
+    scores = {"stage2": _score(cands, refs, f"{ev.split} split, stage2", scene_types)}
     ref_segments = {r["filename"]: group_segments(r.get("segments") or split_caption(r["text_output"]), n)
                     for r in records}
     per_aspect = captions.score_aspects({r["filename"]: c.segments for r, c in zip(records, generated)}, ref_segments)
+    base = _caption_baselines(model, records, train, images, features, refs, scene_types, ev)
 
     stage1_texts: dict[str, str] = {}
     if ev.stage1 and params.train.strategy == "two-stage":
@@ -103,7 +154,7 @@ def run(params: Params) -> dict:
         out = caption_images(first, images, FrozenFeatures(first, params.paths.features), batch_size=ev.batch_size,
                              stage1=True, max_new_tokens=ev.max_new_tokens, desc="captions (stage1)")
         stage1_texts = {r["filename"]: c.text for r, c in zip(records, out)}
-        scores["stage1"] = _score(stage1_texts, refs, f"{ev.split} split, stage1")
+        scores["stage1"] = _score(stage1_texts, refs, f"{ev.split} split, stage1", scene_types)
         del first
 
     # grounding needs annotations: crops from DOTA scenes have `objects`, human-only records do not
@@ -112,7 +163,17 @@ def run(params: Params) -> dict:
     questions = load_questions(params.paths.prepared, ev.split)
     answers = answer_questions(model, questions, features, max_new_tokens=ev.vqa_max_new_tokens) if questions else []
     for row in answers:
-        row["correct"] = vqa.is_correct(row["prediction"], row["answer"], row["type"])
+        row["correct"] = vqa.is_correct(row["prediction"], row["answer"], row["type"], question=row["question"])
+    vqa_scores = vqa.accuracy(answers) if answers else {}
+    if answers:
+        majority = baselines.majority_answers([{"answer": q.answer, "type": q.type}
+                                               for q in load_questions(params.paths.prepared, "train")])
+        guesses = [{"type": r["type"], "question": r["question"], "answer": r["answer"],
+                    "prediction": majority.get(r["type"], "")} for r in answers]
+        for row in guesses:
+            row["correct"] = vqa.is_correct(row["prediction"], row["answer"], row["type"], question=row["question"])
+        vqa_scores["baseline"] = vqa.accuracy(guesses)
+        vqa_scores["baseline"]["answers"] = majority
 
     zero_shot = {}
     for name, spec in ev.zero_shot.items():
@@ -127,8 +188,10 @@ def run(params: Params) -> dict:
     metrics = {
         "split": ev.split, "images": len(records), "experts": list(model.experts), "strategy": params.train.strategy,
         "captions": scores["stage2"], **({"stage1_captions": scores["stage1"]} if "stage1" in scores else {}),
+        "theme_accuracy": scores["stage2"]["theme_accuracy"],
+        "baselines": base, "margins": margins(scores, base),
         "aspects": per_aspect,
-        "vqa": vqa.accuracy(answers) if answers else {},
+        "vqa": vqa_scores,
         "grounding": grounding.aggregate([g for g in groundings if g is not None]),
         **({"zero_shot": zero_shot} if zero_shot else {}),
         "spice": captions.SPICE_NOTE,
@@ -139,11 +202,14 @@ def run(params: Params) -> dict:
 
     predictions = [{"filename": r["filename"], "reference": r["text_output"], "caption": c.text,
                     "segments": c.segments, **({"stage1": stage1_texts[r["filename"]]} if stage1_texts else {}),
+                    "scene_type": r.get("scene_type"),
                     "grounding": g.to_dict() if g else None} for r, c, g in zip(records, generated, groundings)]
     reports = Path(params.paths.reports)
     _write_jsonl(reports / "predictions.jsonl", predictions)
     _write_jsonl(reports / "vqa.jsonl", answers)
     html = _report(params, metrics, scores, predictions, reports / "report.html")
     log.info("report: %s", html)
-    return {"captions": scores["stage2"], "vqa_average": metrics["vqa"].get("average"),
+    return {"captions": scores["stage2"], "theme_accuracy": metrics["theme_accuracy"],
+            "margins": {m: v["margin"] for m, v in metrics["margins"]["stage2"].items()},
+            "vqa_average": vqa_scores.get("average"), "vqa_baseline_average": vqa_scores.get("baseline", {}).get("average"),
             "count_accuracy": metrics["grounding"].get("count_accuracy"), "report": str(html)}

@@ -1,0 +1,128 @@
+"""Baselines (random / scene-type / oracle captions, blind derangement, majority answers) and the
+caption diagnostics (distinct, theme accuracy, repetition, lengths)."""
+import pytest
+
+from rsmoe.data.describe import SCENE_TYPES, describe, scene_type
+from rsmoe.data.records import DOTA_V15_CLASSES, CropObject
+from rsmoe.evaluation import baselines
+from rsmoe.evaluation.diagnostics import diagnose, repeats_sentence, scene_type_named, theme_correct, theme_of
+
+
+def rec(name, scene, text, split="train", **counts):
+    objects = [{"category": c.replace("_", "-")} for c, n in counts.items() for _ in range(n)]
+    return {"filename": name, "scene_type": scene, "text_output": text, "split": split, "objects": objects,
+            "land_cover": {"water": 0.1, "built": 0.9}}
+
+
+TRAIN = [rec("a.png", "harbor", "A harbor with two ships.", ship=2),
+         rec("b.png", "harbor", "A harbor with nine ships.", ship=9),
+         rec("c.png", "airport", "An airport with a plane.", plane=1),
+         rec("d.png", "parking lot", "A parking lot with cars.", small_vehicle=30)]
+TEST = [rec("t1.png", "harbor", "ref", "test", ship=8), rec("t2.png", "airport", "ref", "test", plane=3),
+        rec("t3.png", "farmland", "ref", "test")]
+
+
+def test_random_caption_is_seeded_and_drawn_from_train():
+    a, b = baselines.random_caption(TEST, TRAIN, 0), baselines.random_caption(TEST, TRAIN, 0)
+    assert a == b and set(a) == {"t1.png", "t2.png", "t3.png"}
+    assert set(a.values()) <= {t["text_output"] for t in TRAIN}
+    draws = {tuple(baselines.random_caption(TEST, TRAIN, s).values()) for s in range(10)}
+    assert len(draws) > 1  # the seed matters
+    with pytest.raises(ValueError, match="train-split"):
+        baselines.random_caption(TEST, [], 0)
+
+
+def test_scene_caption_keeps_the_scene_type_and_falls_back_to_any():
+    for seed in range(5):
+        out = baselines.scene_caption(TEST, TRAIN, seed)
+        assert out["t1.png"] in {"A harbor with two ships.", "A harbor with nine ships."}
+        assert out["t2.png"] == "An airport with a plane."
+        assert out["t3.png"] in {t["text_output"] for t in TRAIN}  # no farmland in train
+
+
+def test_retrieval_oracle_takes_the_closest_counts_of_the_scene_type():
+    out = baselines.retrieval_oracle(TEST, TRAIN)
+    assert out["t1.png"] == "A harbor with nine ships."  # |8-9| < |8-2|
+    assert out["t2.png"] == "An airport with a plane."
+    assert out["t3.png"] == "An airport with a plane."  # no farmland in train: the fewest objects of all
+    assert baselines.counts(TEST[0])[DOTA_V15_CLASSES.index("ship")] == 8
+
+
+@pytest.mark.parametrize("n", [2, 3, 7, 32, 33])
+def test_derangement_moves_every_crop(n):
+    perm = baselines.derangement(n)
+    assert sorted(perm) == list(range(n)) and all(p != i for i, p in enumerate(perm))
+
+
+def test_derangement_needs_two_images():
+    with pytest.raises(ValueError, match="at least 2"):
+        baselines.derangement(1)
+
+
+def test_majority_answers_compare_normalised_forms():
+    qa = [{"type": "presence", "answer": a} for a in ("Yes.", "yes", "No.", "Yes, there are.")]
+    qa += [{"type": "quantity", "answer": a} for a in ("Two.", "2", "Three.", "two")]
+    out = baselines.majority_answers(qa)
+    assert out["presence"] in ("Yes.", "yes", "Yes, there are.") and out["quantity"] in ("Two.", "two", "2")
+
+
+# ---------------------------------------------------------------------------------------------
+# Diagnostics
+
+
+@pytest.mark.parametrize("kind", SCENE_TYPES)
+def test_each_scene_type_is_read_back_from_its_theme_sentence(kind):
+    article = "" if kind == "farmland" else ("an " if kind[0] in "aeiou" else "a ")
+    assert scene_type_named(f"This is a high-resolution aerial image showing {article}{kind}.") == kind
+    assert scene_type_named(f"The image is a high-resolution aerial view of {article}{kind}.") == kind
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("aerial image of a rural area", "rural area with a road"),  # not an urban area
+    ("The image shows an urban area.", "urban area"),
+    ("A river with a bridge and a road junction.", "river with a bridge"),  # the first one named
+    ("A harbor. The image is mostly covered by water.", "harbor"),
+    ("This is a satellite image of a small boat.", None),
+    ("The sports ground has soccer fields.", "sports ground"),
+    ("This airport has a long runway, not a sports complex.", "airport"),
+])
+def test_scene_type_named(text, expected):
+    assert scene_type_named(text) == expected
+
+
+def _objects(category, n):
+    return [CropObject(category, ((0, 0), (9, 0), (9, 4), (0, 4)), (100.0 + 30 * i, 200.0), 36.0, 9.0, 4.0, 0.0,
+                       1.0, False) for i in range(n)]
+
+
+COVERS = [{"water": 0.7, "vegetation": 0.1, "bare_soil": 0.1, "built": 0.1},
+          {"water": 0.0, "vegetation": 0.8, "bare_soil": 0.1, "built": 0.1},
+          {"water": 0.0, "vegetation": 0.1, "bare_soil": 0.7, "built": 0.2},
+          {"water": 0.0, "vegetation": 0.1, "bare_soil": 0.1, "built": 0.8},
+          {"water": 0.0, "vegetation": 0.0, "bare_soil": 0.0, "built": 0.0}]
+
+
+def test_reference_captions_name_their_own_scene_type():
+    """Every caption `describe` writes has 100 % theme accuracy: the rule reads what it writes."""
+    seen = set()
+    for i, (cat, n) in enumerate([(c, n) for c in DOTA_V15_CLASSES for n in (1, 3, 12)] + [(None, 0)] * 3):
+        for j, cover in enumerate(COVERS):
+            objects = _objects(cat, n) if cat else []
+            text = describe(objects, cover, 512, key=f"k{i}-{j}")["text"]
+            kind = scene_type(objects, cover)
+            assert theme_correct(text, kind), (kind, theme_of(text))
+            seen.add(kind)
+    assert seen == set(SCENE_TYPES)  # every scene type was exercised
+
+
+def test_theme_accuracy_distinct_repetition_and_lengths():
+    cands = {"a": "This is an airport. There are planes. There are planes.", "b": "This is an airport.",
+             "c": "This is an airport.", "d": "There are two ships."}
+    refs = {k: ["one two three four"] for k in cands}
+    types = {"a": "airport", "b": "airport", "c": "harbor", "d": "harbor", "e": "harbor"}
+    d = diagnose(cands, refs, types)
+    assert d["distinct"] == 75.0  # b == c
+    assert d["theme_accuracy"] == 50.0  # a, b right; c wrong type; d has no theme; e not captioned
+    assert d["repetition"] == 25.0 and repeats_sentence("A ship. a  ship!") and not repeats_sentence("A. B.")
+    assert d["words"] == pytest.approx((10 + 4 + 4 + 4) / 4) and d["reference_words"] == 4.0
+    assert diagnose(cands, refs)["theme_accuracy"] is None  # no scene types known
