@@ -84,6 +84,7 @@ class PrepareParams(Section):
     truncated_below: float = Field(0.98, gt=0, le=1)  # visible fraction under which it is truncated
     splits: dict[Literal["train", "val", "test"], float] = {"train": 0.8, "val": 0.1, "test": 0.1}
     split_seed: int = 0
+    stratify: bool = True  # split the scenes of each scene type (from their labels) separately
     skip_empty: bool = False  # drop crops without any object
 
     @model_validator(mode="after")
@@ -118,6 +119,9 @@ class TrainParams(Section):
     betas: tuple[float, float] = (0.9, 0.999)
     warmup_epochs: float = Field(1.0, ge=0)
     max_grad_norm: float | None = 1.0
+    # RSIEval-format QA pairs of each train image trained on as examples of their own (RSGPT /
+    # GeoChat style instruction tuning); 0 keeps the paper's zero-shot VQA
+    qa_per_image: int = Field(0, ge=0)
     checkpoint_every: int = Field(25, ge=1)  # optimiser steps between resumable checkpoints
     mixed_precision: Literal["auto", "no", "bf16"] = "auto"  # auto: bf16 on a GPU, fp32 on CPU
     # processes per training stage: > 1 runs stage1 / stage2 under `accelerate launch` (one per

@@ -148,3 +148,16 @@ def test_assign_splits_counts_and_determinism():
     small = assign_splits(["P0000", "P0001", "P0002"], {"train": 0.8, "val": 0.1, "test": 0.1}, 0)
     assert sorted(small.values()) == ["test", "train", "val"]
     assert set(assign_splits(["P0000"], {"train": 1.0}, 0).values()) == {"train"}
+
+
+def test_stratified_splits_put_every_type_in_val_and_test():
+    ids = [f"P{i:04d}" for i in range(48)]
+    strata = {sid: ("airport", "harbor", "farmland", "parking lot", "lonely")[i % 4 if i < 46 else 4]
+              for i, sid in enumerate(ids)}
+    a = assign_splits(ids, {"train": 0.8, "val": 0.1, "test": 0.1}, 0, strata)
+    assert a == assign_splits(list(reversed(ids)), {"train": 0.8, "val": 0.1, "test": 0.1}, 0, strata)
+    for kind in ("airport", "harbor", "farmland", "parking lot"):  # 11 or 12 scenes each
+        got = sorted(a[s] for s in ids if strata[s] == kind)
+        assert got.count("val") >= 1 and got.count("test") >= 1, kind
+        assert got.count("train") >= 9, kind
+    assert [a[s] for s in ids if strata[s] == "lonely"] == ["train", "train"]  # too few to share out

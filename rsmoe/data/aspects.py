@@ -53,6 +53,30 @@ EXPERT_GROUPS: dict[int, dict[str, tuple[str, ...]]] = {
     4: {a: (a,) for a in ASPECTS},
 }
 
+# RSIEval question type -> the caption aspect whose expert answers it (paper IV-E).
+QTYPE_ASPECT: dict[str, str] = {
+    "presence": "objects", "quantity": "objects", "color": "objects",
+    "ab_position": "positions",
+    "re_position": "relations", "area_comp": "relations", "road_ori": "relations",
+    "image": "theme", "scene": "theme", "reasoning": "theme",
+}
+
+
+class UnknownQuestionType(ValueError):
+    pass
+
+
+def expert_for(qtype: str, n_experts: int) -> str:
+    """The expert (of N = `n_experts`) that answers questions of `qtype`: the one whose aspects
+    include the type's aspect (used to train on QA pairs and to route questions)."""
+    if qtype not in QTYPE_ASPECT:
+        raise UnknownQuestionType(f"unknown question type {qtype!r}; known types: {', '.join(QTYPE_ASPECT)}")
+    if n_experts not in EXPERT_GROUPS:
+        raise ValueError(f"n_experts must be one of {sorted(EXPERT_GROUPS)}, got {n_experts}")
+    aspect = QTYPE_ASPECT[qtype]
+    return next(name for name, aspects in EXPERT_GROUPS[n_experts].items() if aspect in aspects)
+
+
 # ---------------------------------------------------------------------------------------------
 # Sentence splitting
 

@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
+import os
 import re
 import shutil
+from concurrent.futures import ProcessPoolExecutor
 from collections import Counter
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -55,12 +58,8 @@ def stable_index(key: str, n: int) -> int:
     return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") % n
 
 
-def assign_splits(scene_ids: list[str], fractions: dict[str, float], seed: int) -> dict[str, str]:
-    """Scene id -> split. Largest-remainder counts; every split with a share gets >= 1 scene
-    when there are enough scenes; the order is a seeded permutation of the sorted ids."""
-    ids = sorted(scene_ids)
-    names = [s for s in ("train", "val", "test") if fractions.get(s, 0) > 0]
-    n = len(ids)
+def _split_counts(n: int, fractions: dict[str, float], names: list[str]) -> dict[str, int]:
+    """Largest-remainder counts of n scenes; every split gets >= 1 when n allows."""
     exact = {s: fractions[s] * n for s in names}
     counts = {s: int(exact[s]) for s in names}
     for s in sorted(names, key=lambda s: exact[s] - counts[s], reverse=True)[: n - sum(counts.values())]:
@@ -71,12 +70,30 @@ def assign_splits(scene_ids: list[str], fractions: dict[str, float], seed: int) 
                 donor = max(names, key=lambda d: counts[d])
                 counts[donor] -= 1
                 counts[s] += 1
-    order = [ids[i] for i in np.random.default_rng(seed).permutation(n)]
-    out, pos = {}, 0
-    for s in names:
-        for sid in order[pos:pos + counts[s]]:
-            out[sid] = s
-        pos += counts[s]
+    return counts
+
+
+def assign_splits(scene_ids: list[str], fractions: dict[str, float], seed: int,
+                  strata: dict[str, str] | None = None) -> dict[str, str]:
+    """Scene id -> split, by scene (no crop of a scene leaks into another split).
+
+    Within each stratum (all scenes, or the scenes of one `strata` value, e.g. the scene type),
+    largest-remainder counts, every split with a share getting >= 1 scene when the stratum has
+    enough; the order is a seeded permutation of the sorted ids. Stratified, val and test hold
+    every type that has at least as many scenes as there are splits."""
+    names = [s for s in ("train", "val", "test") if fractions.get(s, 0) > 0]
+    groups: dict[str, list[str]] = {}
+    for sid in sorted(scene_ids):
+        groups.setdefault(strata.get(sid, "") if strata else "", []).append(sid)
+    out: dict[str, str] = {}
+    for k, (_, ids) in enumerate(sorted(groups.items())):
+        counts = _split_counts(len(ids), fractions, names)
+        order = [ids[i] for i in np.random.default_rng([seed, k] if strata else seed).permutation(len(ids))]
+        pos = 0
+        for s in names:
+            for sid in order[pos:pos + counts[s]]:
+                out[sid] = s
+            pos += counts[s]
     return out
 
 
@@ -122,46 +139,83 @@ def scene_objects(label_path: Path, skip_lines: set[int]) -> list[DotaObject]:
     return objects
 
 
-class _Writer:
-    """Accumulates crops, captions and QA for one prepare run."""
+def _crop_records(out: Path, cfg: PrepareParams, name: str, scene: str, split: str, win: Window, crop: np.ndarray,
+                  objects: list[CropObject], human: CaptionRecord | None,
+                  hq: EvalRecord | None) -> tuple[dict[str, Any], dict[str, Any] | None] | None:
+    """Save one crop and return its captions.json record and qa.json record (None: no QA);
+    None when the crop is skipped. A generated record's image_id is filled in by the caller."""
+    filename = f"{name}.png"
+    if cfg.skip_empty and not objects and human is None:
+        return None
+    save_png(out / "images" / filename, crop)
+    cover = land_cover(crop)
+    if human is not None:
+        instruction, text, segments, source = human.instruction, human.caption, split_caption(human.caption), "human"
+    else:
+        gen = describe(objects, cover, cfg.crop_size, key=filename)
+        segments = {k: v for k, v in gen.items() if k != "text"}
+        instruction, text, source = INSTRUCTIONS[stable_index(filename, len(INSTRUCTIONS))], gen["text"], "generated"
+    record = {
+        "image_id": None if human is None else human.image_id,
+        "filename": filename, "text_input": instruction, "text_output": text,
+        "scene": scene, "split": split, "window": [win.left, win.top, win.size], "caption_source": source,
+        "segments": segments, "scene_type": scene_type(objects, cover),
+        "land_cover": {k: round(v, 4) for k, v in cover.items()},
+        "objects": [asdict(o) for o in objects],
+    }
+    if hq is not None:
+        pairs = [{"question": p.question, "answer": p.answer, "type": p.type} for p in hq.qa]
+        caption = hq.caption or text
+    else:
+        pairs, caption = make_qa(objects, cover, cfg.crop_size, key=filename), text
+    qa = ({"filename": filename, "caption": caption, "split": split,
+           "qa_source": "human" if hq is not None else "generated", "qa_pairs": pairs} if pairs else None)
+    return record, qa
 
-    def __init__(self, out: Path, cfg: PrepareParams, human_caps: dict[str, CaptionRecord],
-                 human_qa: dict[str, EvalRecord]):
-        self.out, self.cfg, self.human_caps, self.human_qa = out, cfg, human_caps, human_qa
-        self.captions: list[dict[str, Any]] = []
-        self.qa: list[dict[str, Any]] = []
-        (out / "images").mkdir(parents=True)
 
-    def add(self, name: str, scene: str, split: str, win: Window, crop: np.ndarray, objects: list[CropObject]) -> None:
-        filename = f"{name}.png"
-        if self.cfg.skip_empty and not objects and filename not in self.human_caps:
+def _prepare_scene(job: tuple) -> tuple[list[dict[str, Any]], list[dict[str, Any]], Counter[str]] | None:
+    """Tile one scene: (caption records, QA records, objects per class); None when unreadable.
+    A process-pool job: everything it needs comes in `job`, and it writes only its own crops."""
+    out, cfg, path, scene, split, objects, bands, human_caps, human_qa = job
+    try:
+        rgb = load_rgb(path, bands)
+    except ImageReadError as err:  # validate quarantines these; without a report we skip them too
+        log.warning("skipping %s", err)
+        return None
+    captions, qa, per_class = [], [], Counter()
+    is_crop = CROP_NAME.match(scene) is not None
+    for win in windows(rgb.shape[1], rgb.shape[0], cfg.crop_size, cfg.overlap)[: 1 if is_crop else None]:
+        crop = crop_pixels(rgb, win)
+        kept = [replace(o, color=object_colour(crop, o))
+                for o in clip_objects(objects, win, cfg.keep_threshold, cfg.truncated_below)]
+        per_class.update(o.category for o in kept)
+        name = scene if is_crop else f"{scene}_{win.index:04d}"
+        got = _crop_records(out, cfg, name, scene, split, win, crop, kept, human_caps.get(f"{name}.png"),
+                            human_qa.get(f"{name}.png"))
+        if got is not None:
+            captions.append(got[0])
+            qa += [got[1]] if got[1] is not None else []
+    return captions, qa, per_class
+
+
+def _of_scene(filename: str, scene: str) -> bool:
+    return filename == f"{scene}.png" or filename.startswith(f"{scene}_")
+
+
+def _map(fn, jobs: list, workers: int | None, progress: bool):
+    """fn over jobs in order, in up to `workers` processes (default: one per core, at most 4)."""
+    workers = min(workers or os.cpu_count() or 1, 4, max(1, len(jobs)))
+    with tqdm(total=len(jobs), desc="prepare", unit="scene", disable=not progress) as bar:
+        if workers == 1:
+            for job in jobs:
+                yield fn(job)
+                bar.update(1)
             return
-        save_png(self.out / "images" / filename, crop)
-        cover = land_cover(crop)
-        human = self.human_caps.get(filename)
-        if human is not None:
-            instruction, text, segments, source = human.instruction, human.caption, split_caption(human.caption), "human"
-        else:
-            gen = describe(objects, cover, self.cfg.crop_size, key=filename)
-            segments = {k: v for k, v in gen.items() if k != "text"}
-            instruction, text, source = INSTRUCTIONS[stable_index(filename, len(INSTRUCTIONS))], gen["text"], "generated"
-        self.captions.append({
-            "image_id": str(len(self.captions)) if human is None else human.image_id,
-            "filename": filename, "text_input": instruction, "text_output": text,
-            "scene": scene, "split": split, "window": [win.left, win.top, win.size], "caption_source": source,
-            "segments": segments, "scene_type": scene_type(objects, cover),
-            "land_cover": {k: round(v, 4) for k, v in cover.items()},
-            "objects": [asdict(o) for o in objects],
-        })
-        hq = self.human_qa.get(filename)
-        if hq is not None:
-            pairs = [{"question": p.question, "answer": p.answer, "type": p.type} for p in hq.qa]
-            caption = hq.caption or text
-        else:
-            pairs, caption = make_qa(objects, cover, self.cfg.crop_size, key=filename), text
-        if pairs:
-            self.qa.append({"filename": filename, "caption": caption, "split": split,
-                            "qa_source": "human" if hq is not None else "generated", "qa_pairs": pairs})
+        # spawn, not fork: the caller may hold threads (torch) that a forked child would inherit mid-lock
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            for result in pool.map(fn, jobs):
+                yield result
+                bar.update(1)
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -179,7 +233,7 @@ def _swap_in(tmp: Path, out: Path) -> None:
 
 def prepare(raw_dir: str | Path, out_dir: str | Path, cfg: PrepareParams, *, captions: Path | None = None,
             qa: Path | None = None, report: ValidationReport | None = None, bands: tuple[int, int, int] = (0, 1, 2),
-            progress: bool = True) -> dict[str, Any]:
+            progress: bool = True, workers: int | None = None) -> dict[str, Any]:
     """Tile, clip, caption and split a raw DOTA-format folder; returns the stats written to stats.json."""
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
     image_dir = raw_dir / "images"
@@ -195,37 +249,40 @@ def prepare(raw_dir: str | Path, out_dir: str | Path, cfg: PrepareParams, *, cap
         skip_pairs=report.quarantined_qa_indices() if report else ())} if qa else {}
 
     paths = [p for p in list_images(image_dir) if p.stem not in bad_images]
-    split_of = assign_splits([p.stem for p in paths], dict(cfg.splits), cfg.split_seed)
+    # stratified by each scene's type (read from its labels the way a crop's is), so that val and
+    # test see every kind of scene that has enough of them, not one scene's luck
+    objects_of = {p.stem: scene_objects(raw_dir / "labelTxt" / f"{p.stem}.txt", bad_lines.get(p.stem, set()))
+                  for p in paths}
+    strata = {sid: scene_type(objs, {}) for sid, objs in objects_of.items()} if cfg.stratify else None
+    split_of = assign_splits([p.stem for p in paths], dict(cfg.splits), cfg.split_seed, strata)
     tmp = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
-    writer = _Writer(tmp, cfg, human_caps, human_qa)
+    (tmp / "images").mkdir(parents=True)
+    jobs = [(tmp, cfg, path, path.stem, split_of[path.stem], objects_of[path.stem], bands,
+             {k: v for k, v in human_caps.items() if _of_scene(k, path.stem)},
+             {k: v for k, v in human_qa.items() if _of_scene(k, path.stem)}) for path in paths]
+    records: list[dict[str, Any]] = []
+    qa_records: list[dict[str, Any]] = []
     objects_per_class: Counter[str] = Counter()
-    for path in tqdm(paths, desc="prepare", unit="scene", disable=not progress):
-        scene = path.stem
-        try:
-            rgb = load_rgb(path, bands)
-        except ImageReadError as err:  # validate quarantines these; without a report we skip them too
-            log.warning("skipping %s", err)
-            continue
-        objects = scene_objects(raw_dir / "labelTxt" / f"{scene}.txt", bad_lines.get(scene, set()))
-        is_crop = CROP_NAME.match(scene) is not None
-        for win in windows(rgb.shape[1], rgb.shape[0], cfg.crop_size, cfg.overlap)[: 1 if is_crop else None]:
-            crop = crop_pixels(rgb, win)
-            kept = [replace(o, color=object_colour(crop, o))
-                    for o in clip_objects(objects, win, cfg.keep_threshold, cfg.truncated_below)]
-            objects_per_class.update(o.category for o in kept)
-            writer.add(scene if is_crop else f"{scene}_{win.index:04d}", scene, split_of[scene], win, crop, kept)
+    for result in _map(_prepare_scene, jobs, workers, progress):
+        if result is not None:
+            records += result[0]
+            qa_records += result[1]
+            objects_per_class.update(result[2])
+    for i, record in enumerate(records):  # generated records are numbered in output order
+        if record["image_id"] is None:
+            record["image_id"] = str(i)
 
     stats = {
         "scenes": len(paths),
-        "crops": {s: sum(c["split"] == s for c in writer.captions) for s in ("train", "val", "test")},
-        "caption_sources": dict(Counter(c["caption_source"] for c in writer.captions)),
-        "qa_pairs": dict(Counter(p["type"] for a in writer.qa for p in a["qa_pairs"])),
+        "crops": {s: sum(c["split"] == s for c in records) for s in ("train", "val", "test")},
+        "caption_sources": dict(Counter(c["caption_source"] for c in records)),
+        "qa_pairs": dict(Counter(p["type"] for a in qa_records for p in a["qa_pairs"])),
         "objects_per_class": dict(sorted(objects_per_class.items())),
-        "unjoined_human_captions": sorted(set(human_caps) - {c["filename"] for c in writer.captions}),
+        "unjoined_human_captions": sorted(set(human_caps) - {c["filename"] for c in records}),
     }
-    _write_json(tmp / "captions.json", {"annotations": writer.captions})
-    _write_json(tmp / "qa.json", {"annotations": writer.qa})
+    _write_json(tmp / "captions.json", {"annotations": records})
+    _write_json(tmp / "qa.json", {"annotations": qa_records})
     _write_json(tmp / "splits.json", {s: sorted(k for k, v in split_of.items() if v == s) for s in ("train", "val", "test")})
     _write_json(tmp / "stats.json", stats)
     _swap_in(tmp, out_dir)

@@ -47,18 +47,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from rsmoe.data.aspects import EXPERT_GROUPS
+from rsmoe.data.aspects import QTYPE_ASPECT, UnknownQuestionType, expert_for  # noqa: F401 (re-exported)
 from rsmoe.data.describe import number_word
 from rsmoe.evaluation.diagnostics import scene_type_named
 from rsmoe.evaluation.grounding import SURFACES, VEHICLE
 
-# RSIEval question type -> the caption aspect whose expert answers it (paper IV-E).
-QTYPE_ASPECT: dict[str, str] = {
-    "presence": "objects", "quantity": "objects", "color": "objects",
-    "ab_position": "positions",
-    "re_position": "relations", "area_comp": "relations", "road_ori": "relations",
-    "image": "theme", "scene": "theme", "reasoning": "theme",
-}
 FREE_TEXT = frozenset({"ab_position", "re_position", "road_ori", "image", "scene", "reasoning"})
 
 _YES = frozenset({"yes", "yeah", "yep", "yup", "true", "correct", "affirmative"})
@@ -74,22 +67,9 @@ _YES_NO_QUESTION = re.compile(r"^(?:is|are|does|do|did|can|could|was|were|has|ha
                               r"(?!.*\bor\b)")
 
 
-class UnknownQuestionType(ValueError):
-    pass
-
-
 def _check_type(qtype: str) -> None:
     if qtype not in QTYPE_ASPECT:
         raise UnknownQuestionType(f"unknown question type {qtype!r}; known types: {', '.join(QTYPE_ASPECT)}")
-
-
-def expert_for(qtype: str, n_experts: int) -> str:
-    """The expert (of N = `n_experts`) that answers questions of `qtype`."""
-    _check_type(qtype)
-    aspect = QTYPE_ASPECT[qtype]
-    if n_experts not in EXPERT_GROUPS:
-        raise ValueError(f"n_experts must be one of {sorted(EXPERT_GROUPS)}, got {n_experts}")
-    return next(name for name, aspects in EXPERT_GROUPS[n_experts].items() if aspect in aspects)
 
 
 _GUESS = (  # (question pattern, type), first match wins; for questions that come without a type

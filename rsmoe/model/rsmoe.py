@@ -167,16 +167,19 @@ class RSMoE(nn.Module):
         return self._loss(self.vlm_features(image_tokens, instructions), rows)
 
     def forward_experts(self, segments: Sequence[dict[str, str]], *, image_tokens: torch.Tensor | None = None,
-                        vlm_features: torch.Tensor | None = None,
-                        instructions: Sequence[str] | None = None) -> ModelOutput:
+                        vlm_features: torch.Tensor | None = None, instructions: Sequence[str] | None = None,
+                        prompts: Sequence[str | None] | None = None) -> ModelOutput:
         """Stage II and one-stage: each expert's loss on its own segment of each caption, with its
         router prompt and aspect instruction; an empty segment is masked (no row at all).
-        Stage II may pass cached `vlm_features` (the VLM encoder is frozen there)."""
+        `prompts[b]`, when given, replaces the aspect instruction of image b (a VQA pair: the
+        question, as `answer` asks it). Stage II may pass cached `vlm_features` (the VLM encoder
+        is frozen there)."""
         instructions = _per_image(instructions, len(segments))
+        prompts = list(prompts) if prompts is not None else [None] * len(segments)
         if vlm_features is None:
             vlm_features = self.vlm_features(image_tokens, instructions)
         # expert-major: each expert's rows are contiguous, so its LoRA update is one slice
-        rows = [Row(b, e, EXPERT_INSTRUCTIONS[e], instructions[b], True, seg[e].strip())
+        rows = [Row(b, e, prompts[b] or EXPERT_INSTRUCTIONS[e], instructions[b], True, seg[e].strip())
                 for e in self.experts for b, seg in enumerate(segments) if seg.get(e, "").strip()]
         if not rows:
             raise ValueError("no expert has a non-empty segment in this batch")

@@ -22,7 +22,7 @@ def run(params: Params) -> dict:
     if params.train.strategy == "one-stage":
         model.save_pretrained(out)
         return write_metrics(params, "stage1", {"skipped": "train.strategy is one-stage: no Stage I"})
-    examples = load_examples(params.paths.prepared, "train", params.model.experts)
+    examples = load_examples(params.paths.prepared, "train", params.model.experts, params.train.qa_per_image)
     model.set_stage("stage1")
     print(model.summary())
     features = FrozenFeatures(model, params.paths.features)
@@ -34,7 +34,8 @@ def run(params: Params) -> dict:
                                     instructions=[e.instruction for e in batch])
 
     ckpt = params.paths.checkpoints / "stage1"
-    key = digest("stage1", params.model, params.train, params.stage1, params.paths.prepared / "captions.json")
+    key = digest("stage1", params.model, params.train, params.stage1, params.paths.prepared / "captions.json",
+                 *([params.paths.prepared / "qa.json"] if params.train.qa_per_image else []))
     summary = run_training(model, examples, forward, train=params.train, stage=params.stage1,
                            checkpoint_dir=ckpt, run_key=key, name="stage1")
     if not is_main_process():  # the other `accelerate launch` processes hold the same weights

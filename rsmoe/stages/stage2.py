@@ -25,7 +25,7 @@ def run(params: Params) -> dict:
     mode = "stage2" if params.train.strategy == "two-stage" else "one-stage"
     model.set_stage(mode)
     print(model.summary())
-    examples = load_examples(params.paths.prepared, "train", params.model.experts)
+    examples = load_examples(params.paths.prepared, "train", params.model.experts, params.train.qa_per_image)
     features = FrozenFeatures(model, params.paths.features)
     if mode == "stage2":
         features.freeze_vlm()
@@ -34,10 +34,12 @@ def run(params: Params) -> dict:
     def forward(batch):
         instructions = [e.instruction for e in batch]
         feats = features.vlm_features([e.image for e in batch], instructions)
-        return model.forward_experts([e.segments for e in batch], vlm_features=feats, instructions=instructions)
+        return model.forward_experts([e.segments for e in batch], vlm_features=feats, instructions=instructions,
+                                     prompts=[e.prompt for e in batch])
 
     ckpt = params.paths.checkpoints / "stage2"
-    key = digest("stage2", params.model, params.train, params.stage2, params.paths.prepared / "captions.json", src)
+    key = digest("stage2", params.model, params.train, params.stage2, params.paths.prepared / "captions.json", src,
+                 *([params.paths.prepared / "qa.json"] if params.train.qa_per_image else []))
     summary = run_training(model, examples, forward, train=params.train, stage=params.stage2,
                            checkpoint_dir=ckpt, run_key=key, name="stage2")
     if not is_main_process():  # the other `accelerate launch` processes hold the same weights

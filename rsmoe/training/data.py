@@ -1,27 +1,31 @@
-"""Training examples from a prepared folder (RSICap-format captions.json + images/)."""
+"""Training examples from a prepared folder (RSICap-format captions.json + images/, RSIEval-format qa.json)."""
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from rsmoe.data.aspects import group_segments, split_caption
+from rsmoe.data.aspects import expert_for, group_segments, split_caption
 from rsmoe.errors import InputError
 
 
 @dataclass(frozen=True)
 class Example:
     image: Path
-    instruction: str  # RSICap `text_input`
-    caption: str  # RSICap `text_output`
-    segments: dict[str, str]  # one target per expert (aspect groups for N experts)
+    instruction: str  # RSICap `text_input` (a question, for a QA example): the Q-Former's and router's condition
+    caption: str  # RSICap `text_output` (the answer, for a QA example): the Stage I target
+    segments: dict[str, str]  # one target per expert (aspect groups for N experts; a QA example: one expert)
+    prompt: str | None = None  # the LLM prompt in Stage II; None: each expert's aspect instruction
 
 
-def load_examples(prepared: Path, split: str, n_experts: int) -> list[Example]:
+def load_examples(prepared: Path, split: str, n_experts: int, qa_per_image: int = 0) -> list[Example]:
     """The `split` examples of a prepared folder, with each caption's expert targets.
 
     Captions written by `prepare` carry their aspect segments; human captions without them
-    (real RSICap) are split by `rsmoe.data.aspects.split_caption`.
+    (real RSICap) are split by `rsmoe.data.aspects.split_caption`. With `qa_per_image` > 0,
+    up to that many RSIEval-format QA pairs of each image (qa.json) follow as examples of their
+    own, each a target of the expert that answers its question type (`expert_for`).
     """
     path = Path(prepared) / "captions.json"
     if not path.is_file():
@@ -40,4 +44,31 @@ def load_examples(prepared: Path, split: str, n_experts: int) -> list[Example]:
                            group_segments(segments, n_experts)))
     if not out:
         raise InputError(path, f"no annotations in split {split!r}", "check prepare.splits in params.yaml")
+    if qa_per_image:
+        out += qa_examples(prepared, {e.image.name for e in out}, n_experts, qa_per_image)
+    return out
+
+
+def _stable(key: str) -> int:
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big")
+
+
+def qa_examples(prepared: Path, images: set[str], n_experts: int, per_image: int) -> list[Example]:
+    """Up to `per_image` QA pairs of each named image as examples. Which ones is a stable hash of
+    the image and the pair, so every run (and a resumed one) trains on the same pairs."""
+    path = Path(prepared) / "qa.json"
+    if not path.is_file():
+        raise InputError(path, "not found", "run `rsmoe stage prepare` first, or set train.qa_per_image: 0")
+    out = []
+    for i, a in enumerate(json.loads(path.read_text(encoding="utf-8")).get("annotations", [])):
+        if a["filename"] not in images:
+            continue
+        pairs = sorted(a.get("qa_pairs", []), key=lambda p: _stable(f"{a['filename']}|{p['question']}"))
+        for qa in pairs[:per_image]:
+            if not qa["question"].strip() or not qa["answer"].strip():
+                raise InputError(path, "an empty question or answer", "fix or drop the pair",
+                                 record=f"annotation {i} ({a['filename']})")
+            expert = expert_for(qa["type"], n_experts)
+            out.append(Example(Path(prepared) / "images" / a["filename"], qa["question"], qa["answer"],
+                               {expert: qa["answer"]}, prompt=qa["question"]))
     return out

@@ -1,6 +1,9 @@
 """Public API: render one scene in memory, or write a corpus of them in DOTA layout."""
 from __future__ import annotations
 
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -68,22 +71,41 @@ def render_scene(index: int, seed: int = 0, min_size: int = 1024,
     return np.ascontiguousarray(arr), label, theme
 
 
+def _write_scene(job: tuple[str, int, int, int, int]) -> str:
+    """Render scene `index` and write its PNG and labelTxt (one process-pool job)."""
+    out_dir, i, seed, min_size, max_size = job
+    out = Path(out_dir)
+    arr, label, _ = render_scene(i, seed, min_size, max_size)
+    sid = scene_id(i)
+    Image.fromarray(arr).save(out / "images" / f"{sid}.png", format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+    write_label(out / "labelTxt" / f"{sid}.txt", label)
+    return sid
+
+
 def synthesize(out_dir: str | Path, scenes: int, seed: int = 0, *, min_size: int = 1024,
-               max_size: int = 1536, progress: bool = False) -> list[str]:
+               max_size: int = 1536, progress: bool = False, workers: int | None = None) -> list[str]:
     """Write scenes P0000.. as out_dir/images/Pxxxx.png and out_dir/labelTxt/Pxxxx.txt.
 
-    Byte-identical for the same (seed, index, sizes): each scene has its own RNG stream, PNGs
-    are written without metadata at a fixed compression level.
+    Byte-identical for the same (seed, index, sizes), however many `workers` (processes; default:
+    one per CPU core, at most 4) render them: each scene has its own RNG stream, PNGs are written
+    without metadata at a fixed compression level.
     """
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "labelTxt").mkdir(parents=True, exist_ok=True)
-    ids = []
-    for i in tqdm(range(scenes), desc="synth", unit="scene", disable=not progress):
-        arr, label, _ = render_scene(i, seed, min_size, max_size)
-        sid = scene_id(i)
-        Image.fromarray(arr).save(out / "images" / f"{sid}.png", format="PNG",
-                                  compress_level=PNG_COMPRESS_LEVEL)
-        write_label(out / "labelTxt" / f"{sid}.txt", label)
-        ids.append(sid)
+    jobs = [(str(out), i, seed, min_size, max_size) for i in range(scenes)]
+    workers = min(workers or os.cpu_count() or 1, 4, max(1, scenes))
+    with tqdm(total=scenes, desc="synth", unit="scene", disable=not progress) as bar:
+        if workers == 1:
+            ids = []
+            for job in jobs:
+                ids.append(_write_scene(job))
+                bar.update(1)
+            return ids
+        # spawn, not fork: the caller may hold threads (torch) that a forked child would inherit mid-lock
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            ids = []
+            for sid in pool.map(_write_scene, jobs):
+                ids.append(sid)
+                bar.update(1)
     return ids

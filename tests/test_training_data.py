@@ -1,0 +1,49 @@
+"""Training examples: captions with their expert targets, plus QA pairs as examples of their own."""
+import json
+
+import pytest
+
+from rsmoe.data.aspects import expert_for
+from rsmoe.errors import InputError
+from rsmoe.training.data import load_examples
+from train_fixtures import RSIEVAL, make_prepared
+
+
+@pytest.fixture
+def prepared(tmp_path):
+    out = make_prepared(tmp_path, n=4)
+    real = json.loads(RSIEVAL.read_text())["annotations"]
+    qa = {"annotations": [{"filename": f"P{i:04d}_0000.png", "split": "train", "qa_pairs": a["qa_pairs"]}
+                          for i, a in enumerate(real[:3])]}
+    (out / "qa.json").write_text(json.dumps(qa))
+    return out, qa
+
+
+def test_without_qa_only_captions(prepared):
+    out, _ = prepared
+    examples = load_examples(out, "train", 3)
+    assert len(examples) == 4 and all(e.prompt is None for e in examples)
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_qa_pairs_become_examples_of_the_expert_of_their_type(prepared, n):
+    out, qa = prepared
+    examples = load_examples(out, "train", 3, qa_per_image=2)
+    qa_ex = [e for e in examples if e.prompt is not None]
+    assert len(qa_ex) == 2 * 3  # three images have QA pairs
+    pairs = {(a["filename"], p["question"]): p for a in qa["annotations"] for p in a["qa_pairs"]}
+    for e in qa_ex:
+        pair = pairs[(e.image.name, e.prompt)]
+        assert e.instruction == e.prompt and e.caption == pair["answer"]
+        assert e.segments == {expert_for(pair["type"], 3): pair["answer"]}
+    again = load_examples(out, "train", 3, qa_per_image=2)
+    assert [e.prompt for e in again] == [e.prompt for e in examples]  # the same pairs every run
+    assert len([e for e in load_examples(out, "train", n, qa_per_image=100) if e.prompt]) == sum(
+        len(a["qa_pairs"]) for a in qa["annotations"])
+
+
+def test_missing_qa_file_names_the_fix(prepared):
+    out, _ = prepared
+    (out / "qa.json").unlink()
+    with pytest.raises(InputError, match="qa_per_image: 0"):
+        load_examples(out, "train", 3, qa_per_image=1)
