@@ -126,3 +126,16 @@ def test_theme_accuracy_distinct_repetition_and_lengths():
     assert d["repetition"] == 25.0 and repeats_sentence("A ship. a  ship!") and not repeats_sentence("A. B.")
     assert d["words"] == pytest.approx((10 + 4 + 4 + 4) / 4) and d["reference_words"] == 4.0
     assert diagnose(cands, refs)["theme_accuracy"] is None  # no scene types known
+
+
+def test_margins_skip_a_missing_blind_control():
+    """One evaluated image leaves no other crop to borrow features from: evaluate leaves the
+    blind row out, and the margins are taken over the baselines that were scored."""
+    from rsmoe.evaluation.captions import METRICS
+    from rsmoe.stages.evaluate import margins
+
+    base = {"random_caption": {m: 10.0 for m in METRICS}, "scene_caption": {m: 20.0 for m in METRICS},
+            "retrieval_oracle": {m: 90.0 for m in METRICS}}
+    out = margins({"stage2": {m: 25.0 for m in METRICS}}, base)
+    assert {d["best_baseline"] for d in out["stage2"].values()} == {"scene_caption"}
+    assert all(d["margin"] == 5.0 and d["ratio"] == 1.25 for d in out["stage2"].values())

@@ -161,3 +161,15 @@ def test_stratified_splits_put_every_type_in_val_and_test():
         assert got.count("val") >= 1 and got.count("test") >= 1, kind
         assert got.count("train") >= 9, kind
     assert [a[s] for s in ids if strata[s] == "lonely"] == ["train", "train"]  # too few to share out
+
+
+def test_stratified_splits_still_fill_val_and_test_when_every_type_is_alone():
+    """One scene per type (the tiny deploy corpus): no stratum can share out, yet val and test
+    each get a scene, as an unstratified split would give them."""
+    ids = ["P0000", "P0001", "P0002"]
+    strata = {"P0000": "airport", "P0001": "harbor", "P0002": "farmland"}
+    a = assign_splits(ids, {"train": 0.8, "val": 0.1, "test": 0.1}, 0, strata)
+    assert sorted(a.values()) == ["test", "train", "val"]
+    ids = [f"P{i:04d}" for i in range(24)]  # 12 types of 2 scenes: floor(0.1 * 24) = 2 each
+    a = assign_splits(ids, {"train": 0.8, "val": 0.1, "test": 0.1}, 0, {s: str(i // 2) for i, s in enumerate(ids)})
+    assert [list(a.values()).count(s) for s in ("train", "val", "test")] == [20, 2, 2]

@@ -86,15 +86,34 @@ def assign_splits(scene_ids: list[str], fractions: dict[str, float], seed: int,
     for sid in sorted(scene_ids):
         groups.setdefault(strata.get(sid, "") if strata else "", []).append(sid)
     out: dict[str, str] = {}
-    for k, (_, ids) in enumerate(sorted(groups.items())):
+    orders: dict[str, list[str]] = {}
+    for k, (key, ids) in enumerate(sorted(groups.items())):
         counts = _split_counts(len(ids), fractions, names)
-        order = [ids[i] for i in np.random.default_rng([seed, k] if strata else seed).permutation(len(ids))]
+        order = orders[key] = [ids[i] for i in np.random.default_rng([seed, k] if strata else seed).permutation(len(ids))]
         pos = 0
         for s in names:
             for sid in order[pos:pos + counts[s]]:
                 out[sid] = s
             pos += counts[s]
+    if strata:
+        _top_up(out, orders, fractions, names)
     return out
+
+
+def _top_up(out: dict[str, str], orders: dict[str, list[str]], fractions: dict[str, float], names: list[str]) -> None:
+    """Strata too small to share out (one scene of each type) leave val / test short: each split
+    gets at least floor(share * n) scenes, and >= 1 when there are enough scenes, moved from the
+    split furthest above its own share (keeping one), out of the stratum it holds most of."""
+    n, keep = len(out), int(len(out) >= len(names))
+    target = {s: max(int(fractions[s] * n), keep) for s in names}
+    for s in names:
+        while (count := Counter(out.values()))[s] < target[s]:
+            spare = {d: count[d] - target[d] for d in names if d != s and count[d] > keep}
+            if not spare:
+                break
+            donor = max(spare, key=lambda d: (spare[d], -names.index(d)))
+            key = max(orders, key=lambda k: (sum(out[i] == donor for i in orders[k]), k))
+            out[[i for i in orders[key] if out[i] == donor][-1]] = s
 
 
 def object_colour(crop: np.ndarray, obj: CropObject) -> str | None:

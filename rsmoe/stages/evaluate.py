@@ -73,27 +73,32 @@ def _caption_baselines(model, records: list[dict], train: list[dict], images: li
     source = f"{ev.split} split"
     rand = [_score(baselines.random_caption(records, train, seed), refs, f"{source}, random caption (seed {seed})",
                    scene_types) for seed in baselines.RANDOM_SEEDS]
-    perm = baselines.derangement(len(images))
-    blind = caption_images(model, [images[j] for j in perm], features, batch_size=ev.batch_size,
-                           max_new_tokens=ev.max_new_tokens, desc="captions (blind)")
-    return {
+    out = {
         "random_caption": {**_mean(rand), "seeds": len(rand)},
         "scene_caption": _score(baselines.scene_caption(records, train), refs, f"{source}, scene caption", scene_types),
         "retrieval_oracle": _score(baselines.retrieval_oracle(records, train), refs, f"{source}, retrieval oracle",
                                    scene_types),
-        "blind": _score({r["filename"]: c.text for r, c in zip(records, blind)}, refs, f"{source}, blind model",
-                        scene_types),
     }
+    if len(images) < 2:  # no other crop to borrow features from: the row is left out, not faked
+        log.warning("%s has %d image: the blind control needs at least 2 and is left out", source, len(images))
+        return out
+    perm = baselines.derangement(len(images))
+    blind = caption_images(model, [images[j] for j in perm], features, batch_size=ev.batch_size,
+                           max_new_tokens=ev.max_new_tokens, desc="captions (blind)")
+    out["blind"] = _score({r["filename"]: c.text for r, c in zip(records, blind)}, refs, f"{source}, blind model",
+                          scene_types)
+    return out
 
 
 def margins(scores: dict[str, dict], base: dict[str, dict]) -> dict[str, dict[str, float]]:
     """Each model row's margin over the best non-oracle baseline, per caption metric (and that
-    baseline's name): a positive margin on every metric is what "beats every baseline" means."""
+    baseline's name): a positive margin on every metric is what "beats every baseline" means.
+    A baseline missing from `base` (the blind control on a single image) is not a competitor."""
     out = {}
     for name, s in scores.items():
         row = {}
         for m in captions.METRICS:
-            best = max(COMPETITORS, key=lambda b: base[b][m])
+            best = max((b for b in COMPETITORS if b in base), key=lambda b: base[b][m])
             row[m] = {"margin": round(s[m] - base[best][m], 4), "best_baseline": best,
                       "ratio": round(s[m] / base[best][m], 4) if base[best][m] else None}
         out[name] = row
