@@ -21,6 +21,10 @@ export GX_ANALYTICS_ENABLED := false
 export PREFECT_HOME := $(abspath .prefect)
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_LOGGING_LEVEL := INFO
+# The flow starts a temporary Prefect server; its first start creates and migrates the database,
+# which took longer than Prefect's 20 s default on a busy 2-core machine (make run failed with
+# "Timed out while attempting to connect to ephemeral Prefect API server").
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 180
 
 .PHONY: install run data test serve clean
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
+from rsmoe.evaluation.scoring import scores_markdown
 from rsmoe.params import set_params
 from rsmoe.stages import STAGES
 
@@ -64,35 +65,6 @@ def summary() -> str:
     text = scores_markdown(json.loads(metrics.read_text()))
     create_markdown_artifact(text, key="rsmoe-evaluation", description="rsmoe evaluation scores")
     return text
-
-
-def scores_markdown(m: dict) -> str:
-    """metrics/evaluate.json -> markdown: model rows, their margin over the best non-oracle
-    baseline, the baseline rows, VQA beside its majority-answer baseline."""
-    keys = ("BLEU-1", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr")
-    extra = (("distinct", "distinct %"), ("theme_accuracy", "theme acc. %"))
-
-    def row(name: str, s: dict) -> str:
-        cells = [f"{s[k]:.2f}" for k in keys] + [f"{s[k]:.1f}" if s.get(k) is not None else "-" for k, _ in extra]
-        return f"| {name} | " + " | ".join(cells) + " |"
-
-    rows = [row(name, m[key]) for name, key in (("stage2", "captions"), ("stage1", "stage1_captions")) if key in m]
-    for name, per in m.get("margins", {}).items():
-        rows.append(f"| *{name} − best baseline* | " + " | ".join(f"{per[k]['margin']:+.2f}" for k in keys)
-                    + " |" + " |" * len(extra))
-    rows += [row(f"*baseline: {name}*", s) for name, s in m.get("baselines", {}).items()]
-    g, v = m.get("grounding", {}), m.get("vqa", {})
-    vb = (v.get("baseline") or {}).get("average")
-    return "\n".join([
-        f"# rsmoe: {m.get('strategy')}, experts {', '.join(m.get('experts', []))}, {m.get('images')} {m.get('split')} images",
-        "", "| model | " + " | ".join(keys + tuple(h for _, h in extra)) + " |",
-        "|---" * (len(keys) + len(extra) + 1) + "|", *rows, "",
-        f"VQA average {v.get('average') or 0:.1f} % (majority-answer baseline {vb or 0:.1f} %), "
-        f"count accuracy {g.get('count_accuracy') or 0:.1f} %, hallucination rate {g.get('hallucination_rate') or 0:.1f} %, "
-        f"miss rate {g.get('miss_rate') or 0:.1f} %",
-        "", f"Report: `{(ROOT / 'reports' / 'report.html').relative_to(ROOT)}` in the repository "
-        "(`dvc metrics show` for every number).",
-    ])
 
 
 def stage_task(name: str):

@@ -175,6 +175,16 @@ def cmd_encode(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def cmd_scores(args: argparse.Namespace) -> int:
+    from rsmoe.errors import InputError
+    from rsmoe.evaluation.scoring import scores_markdown
+
+    if not args.metrics.is_file():
+        raise InputError(args.metrics, "not found", "run `rsmoe stage evaluate` (or `make run`) first")
+    print(scores_markdown(json.loads(args.metrics.read_text(encoding="utf-8"))))
+    return 0
+
+
 def _found(path: Path) -> Path | None:
     return path if path.is_file() else None
 
@@ -252,6 +262,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=32)
     p.add_argument("--json", action="store_true")
     _params_arg(p)
+
+    p = add("scores", cmd_scores, "print the evaluation scores beside their baselines as markdown tables")
+    p.add_argument("metrics", type=Path, nargs="?", default=Path("metrics/evaluate.json"),
+                   help="metrics file of the evaluate stage (default: %(default)s)")
 
     p = add("encode", cmd_encode, "encode image files with an exported ONNX graph into a safetensors file")
     p.add_argument("images", nargs="+", type=Path)

@@ -1,5 +1,7 @@
 """Baselines (random / scene-type / oracle captions, blind derangement, majority answers) and the
 caption diagnostics (distinct, theme accuracy, repetition, lengths)."""
+import json
+
 import pytest
 
 from rsmoe.data.describe import SCENE_TYPES, describe, scene_type
@@ -132,10 +134,56 @@ def test_margins_skip_a_missing_blind_control():
     """One evaluated image leaves no other crop to borrow features from: evaluate leaves the
     blind row out, and the margins are taken over the baselines that were scored."""
     from rsmoe.evaluation.captions import METRICS
-    from rsmoe.stages.evaluate import margins
+    from rsmoe.evaluation.scoring import margins
 
     base = {"random_caption": {m: 10.0 for m in METRICS}, "scene_caption": {m: 20.0 for m in METRICS},
             "retrieval_oracle": {m: 90.0 for m in METRICS}}
     out = margins({"stage2": {m: 25.0 for m in METRICS}}, base)
     assert {d["best_baseline"] for d in out["stage2"].values()} == {"scene_caption"}
     assert all(d["margin"] == 5.0 and d["ratio"] == 1.25 for d in out["stage2"].values())
+
+
+def _metrics_file(tmp_path):
+    from rsmoe.evaluation.captions import METRICS
+    from rsmoe.evaluation.scoring import margins
+
+    model = {**{m: 12.0 for m in METRICS}, "distinct": 3.1, "theme_accuracy": 0.0}
+    base = {"random_caption": {**{m: 20.0 for m in METRICS}, "distinct": 100.0, "theme_accuracy": 9.0},
+            "scene_caption": {**{m: 60.0 for m in METRICS}, "distinct": 90.0, "theme_accuracy": 100.0},
+            "retrieval_oracle": {**{m: 130.0 for m in METRICS}, "distinct": 80.0, "theme_accuracy": 100.0},
+            "blind": {**{m: 11.0 for m in METRICS}, "distinct": 3.1, "theme_accuracy": 0.0}}
+    vqa = {"per_type": {"presence": {"accuracy": 40.0, "n": 10}, "scene": {"accuracy": 0.0, "n": 4}},
+           "average": 20.0, "overall": 28.57, "n": 14,
+           "baseline": {"per_type": {"presence": {"accuracy": 60.0, "n": 10}, "scene": {"accuracy": 25.0, "n": 4}},
+                        "average": 42.5, "overall": 50.0, "n": 14}}
+    m = {"split": "test", "images": 32, "experts": ["theme", "objects", "relations"], "strategy": "two-stage",
+         "captions": model, "baselines": base, "margins": margins({"stage2": model}, base), "vqa": vqa,
+         "grounding": {"count_accuracy": 8.0, "hallucination_rate": 77.0, "miss_rate": 50.0}}
+    path = tmp_path / "evaluate.json"
+    path.write_text(json.dumps(m))
+    return path
+
+
+def test_scores_markdown_puts_every_score_beside_its_baselines(tmp_path, capsys):
+    """The tables of the Prefect artifact, `rsmoe scores` and the README: the model row, its
+    margin over the best competitor (scene_caption here: 12 - 60 = -48), every baseline row and
+    VQA per type beside the majority answer."""
+    from rsmoe.cli import main
+
+    assert main(["scores", str(_metrics_file(tmp_path))]) == 0
+    text = capsys.readouterr().out
+    lines = text.splitlines()
+    assert "| stage2 | 12.00 | 12.00 | 12.00 | 12.00 | 12.00 | 3.1 | 0.0 |" in lines
+    assert "| *stage2 − best baseline* | -48.00 | -48.00 | -48.00 | -48.00 | -48.00 | | |" in lines
+    for name in ("random_caption", "scene_caption", "retrieval_oracle", "blind"):
+        assert any(line.startswith(f"| *baseline: {name}* |") for line in lines)
+    assert "| presence | 40.0 | 60.0 | 10 |" in lines and "| **average over types** | 20.0 | 42.5 | |" in lines
+    assert "hallucination rate 77.0 %" in text
+
+
+def test_scores_command_names_a_missing_metrics_file(tmp_path, capsys):
+    from rsmoe.cli import main
+
+    assert main(["scores", str(tmp_path / "evaluate.json")]) == 2
+    err = capsys.readouterr().err
+    assert "evaluate.json: not found" in err and "rsmoe stage evaluate" in err

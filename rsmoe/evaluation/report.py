@@ -112,7 +112,7 @@ class ReportData:
     scores: dict[str, dict[str, float]] = field(default_factory=dict)  # model row -> {METRICS, diagnostics}
     # baseline row -> {METRICS, diagnostics} (`rsmoe.evaluation.baselines`); shown under the models
     baselines: dict[str, dict[str, float]] = field(default_factory=dict)
-    # model row -> metric -> {margin, best_baseline, ratio} (`stages.evaluate.margins`)
+    # model row -> metric -> {margin, best_baseline, ratio} (`rsmoe.evaluation.scoring.margins`)
     margins: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     aspects: dict[str, dict[str, float]] = field(default_factory=dict)  # as captions.score_aspects
     vqa: dict[str, Any] = field(default_factory=dict)  # as vqa.accuracy: per_type, average, overall, n

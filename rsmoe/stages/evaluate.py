@@ -24,8 +24,7 @@ import logging
 from pathlib import Path
 
 from rsmoe.data.aspects import group_segments, split_caption
-from rsmoe.evaluation import baselines, captions, grounding, vqa
-from rsmoe.evaluation.diagnostics import diagnose
+from rsmoe.evaluation import baselines, captions, grounding, scoring, vqa
 from rsmoe.evaluation.predict import answer_questions, caption_images, karpathy_references, load_questions
 from rsmoe.params import Params
 from rsmoe.stages import StageError
@@ -45,63 +44,18 @@ def _split_records(params: Params, split: str) -> list[dict]:
     return records
 
 
-# What an empty generated caption is scored as: a word no reference uses, so the image scores ~0
-# instead of being dropped (dropping would flatter the model); `empty_captions` counts them.
-EMPTY = "nocaption"
-
-
-def _score(cands: dict[str, str], refs: dict[str, list[str]], source: str,
-           scene_types: dict[str, str | None] | None = None) -> dict[str, float]:
-    """pycocoevalcap's scores, the empty captions and the diagnostics of one caption row."""
-    empty = [k for k, v in cands.items() if not v.strip()]
-    if empty:
-        log.warning("%s: %d empty captions are scored as %r", source, len(empty), EMPTY)
-    scored = captions.score({k: v if v.strip() else EMPTY for k, v in cands.items()}, refs, source=source)
-    return {**scored, "empty_captions": len(empty), **diagnose(cands, refs, scene_types)}
-
-
-def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
-    return {k: sum(r[k] for r in rows) / len(rows) if all(r[k] is not None for r in rows) else None for k in rows[0]}
-
-
-# Baselines that a model must beat; the retrieval oracle reads the test annotations and is only a reference.
-COMPETITORS = ("random_caption", "scene_caption", "blind")
-
-
 def _caption_baselines(model, records: list[dict], train: list[dict], images: list[Path], features,
                        refs: dict[str, list[str]], scene_types: dict, ev) -> dict[str, dict]:
     source = f"{ev.split} split"
-    rand = [_score(baselines.random_caption(records, train, seed), refs, f"{source}, random caption (seed {seed})",
-                   scene_types) for seed in baselines.RANDOM_SEEDS]
-    out = {
-        "random_caption": {**_mean(rand), "seeds": len(rand)},
-        "scene_caption": _score(baselines.scene_caption(records, train), refs, f"{source}, scene caption", scene_types),
-        "retrieval_oracle": _score(baselines.retrieval_oracle(records, train), refs, f"{source}, retrieval oracle",
-                                   scene_types),
-    }
+    out = scoring.text_baselines(records, train, refs, scene_types, source)
     if len(images) < 2:  # no other crop to borrow features from: the row is left out, not faked
         log.warning("%s has %d image: the blind control needs at least 2 and is left out", source, len(images))
         return out
     perm = baselines.derangement(len(images))
     blind = caption_images(model, [images[j] for j in perm], features, batch_size=ev.batch_size,
                            max_new_tokens=ev.max_new_tokens, desc="captions (blind)")
-    out["blind"] = _score({r["filename"]: c.text for r, c in zip(records, blind)}, refs, f"{source}, blind model",
-                          scene_types)
-    return out
-
-
-def margins(scores: dict[str, dict], base: dict[str, dict]) -> dict[str, dict[str, float]]:
-    """Each model row's margin over the best non-oracle baseline, per caption metric (and that
-    baseline's name): a positive margin on every metric is what "beats every baseline" means.
-    A baseline missing from `base` (the blind control on a single image) is not a competitor."""
-    out = {}
-    for name, s in scores.items():
-        row = {}
-        for m in captions.METRICS:
-            best = max((b for b in COMPETITORS if b in base), key=lambda b: base[b][m])
-            row[m] = {"margin": round(s[m] - base[best][m], 4), "best_baseline": best,
-                      "ratio": round(s[m] / base[best][m], 4) if base[best][m] else None}
-        out[name] = row
+    out["blind"] = scoring.score_row({r["filename"]: c.text for r, c in zip(records, blind)}, refs,
+                                     f"{source}, blind model", scene_types)
     return out
 
 
@@ -147,7 +101,7 @@ def run(params: Params) -> dict:
     generated = caption_images(model, images, features, batch_size=ev.batch_size, max_new_tokens=ev.max_new_tokens,
                                desc="captions (stage2)")
     cands = {r["filename"]: c.text for r, c in zip(records, generated)}
-    scores = {"stage2": _score(cands, refs, f"{ev.split} split, stage2", scene_types)}
+    scores = {"stage2": scoring.score_row(cands, refs, f"{ev.split} split, stage2", scene_types)}
     ref_segments = {r["filename"]: group_segments(r.get("segments") or split_caption(r["text_output"]), n)
                     for r in records}
     per_aspect = captions.score_aspects({r["filename"]: c.segments for r, c in zip(records, generated)}, ref_segments)
@@ -159,7 +113,7 @@ def run(params: Params) -> dict:
         out = caption_images(first, images, FrozenFeatures(first, params.paths.features), batch_size=ev.batch_size,
                              stage1=True, max_new_tokens=ev.max_new_tokens, desc="captions (stage1)")
         stage1_texts = {r["filename"]: c.text for r, c in zip(records, out)}
-        scores["stage1"] = _score(stage1_texts, refs, f"{ev.split} split, stage1", scene_types)
+        scores["stage1"] = scoring.score_row(stage1_texts, refs, f"{ev.split} split, stage1", scene_types)
         del first
 
     # grounding needs annotations: crops from DOTA scenes have `objects`, human-only records do not
@@ -171,14 +125,8 @@ def run(params: Params) -> dict:
         row["correct"] = vqa.is_correct(row["prediction"], row["answer"], row["type"], question=row["question"])
     vqa_scores = vqa.accuracy(answers) if answers else {}
     if answers:
-        majority = baselines.majority_answers([{"answer": q.answer, "type": q.type}
-                                               for q in load_questions(params.paths.prepared, "train")])
-        guesses = [{"type": r["type"], "question": r["question"], "answer": r["answer"],
-                    "prediction": majority.get(r["type"], "")} for r in answers]
-        for row in guesses:
-            row["correct"] = vqa.is_correct(row["prediction"], row["answer"], row["type"], question=row["question"])
-        vqa_scores["baseline"] = vqa.accuracy(guesses)
-        vqa_scores["baseline"]["answers"] = majority
+        vqa_scores["baseline"] = scoring.vqa_baseline(answers, [{"answer": q.answer, "type": q.type} for q in
+                                                                load_questions(params.paths.prepared, "train")])
 
     zero_shot = {}
     for name, spec in ev.zero_shot.items():
@@ -186,7 +134,7 @@ def run(params: Params) -> dict:
         zpaths = list(zrefs)
         zcaps = caption_images(model, zpaths, features, batch_size=ev.batch_size, max_new_tokens=ev.max_new_tokens,
                                desc=f"captions ({name})")
-        zero_shot[name] = {**_score({str(p): c.text for p, c in zip(zpaths, zcaps)},
+        zero_shot[name] = {**scoring.score_row({str(p): c.text for p, c in zip(zpaths, zcaps)},
                                     {str(p): r for p, r in zrefs.items()}, str(spec.annotations)),
                            "images": len(zpaths)}
 
@@ -194,7 +142,7 @@ def run(params: Params) -> dict:
         "split": ev.split, "images": len(records), "experts": list(model.experts), "strategy": params.train.strategy,
         "captions": scores["stage2"], **({"stage1_captions": scores["stage1"]} if "stage1" in scores else {}),
         "theme_accuracy": scores["stage2"]["theme_accuracy"],
-        "baselines": base, "margins": margins(scores, base),
+        "baselines": base, "margins": scoring.margins(scores, base),
         "aspects": per_aspect,
         "vqa": vqa_scores,
         "grounding": grounding.aggregate([g for g in groundings if g is not None]),
