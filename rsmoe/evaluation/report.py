@@ -436,7 +436,7 @@ def _css() -> str:
         "padding:0 16px}h1{font-size:22px;margin:0}h2{font-size:18px;margin:26px 0 8px;padding-bottom:3px;"
         "border-bottom:1px solid #ddd}.meta{color:#666;margin:2px 0 0}"
         "table{border-collapse:collapse;font-size:14px;margin:4px 0}th,td{padding:3px 10px;text-align:right;"
-        "border-bottom:1px solid #eee}th:first-child,td:first-child{text-align:left}"
+        "border-bottom:1px solid #eee}td{white-space:nowrap}th:first-child,td:first-child{text-align:left;white-space:normal}"
         "thead th{background:#fafafa;border-bottom:2px solid #ccc}details{margin:6px 0;font-size:14px}"
         ".plot{max-width:100%;display:block}.legend{font-size:13px;margin:0 0 6px}"
         ".legend>span{display:inline-block;margin:0 16px 4px 0}"
