@@ -70,13 +70,16 @@ def query_outputs(model, image_tokens: torch.Tensor, instructions: list[str]) ->
     return captured["x"]
 
 
-def caption_loss(model, feats: torch.Tensor, examples, batch: int = 8) -> float:
-    losses = []
+def caption_loss(model, image_tokens: torch.Tensor, examples, batch: int = 8) -> float:
+    """The Stage I training loss (token mean per batch, weighted by images) of `examples`, each
+    captioned from the matching row of `image_tokens`."""
+    total = 0.0
     for i in range(0, len(examples), batch):
         part = examples[i:i + batch]
-        rows = [Row(b, STAGE1, e.instruction, e.instruction, False, e.caption) for b, e in enumerate(part)]
-        losses.append(model._loss(feats[i:i + batch], rows).loss.item() * len(part))
-    return sum(losses) / len(examples)
+        out = model.forward_stage1([e.caption for e in part], image_tokens=image_tokens[i:i + batch],
+                                   instructions=[e.instruction for e in part])
+        total += out.loss.item() * len(part)
+    return total / len(examples)
 
 
 def image_attention(model, feats: torch.Tensor, examples, batch: int = 4) -> dict[str, float]:
@@ -118,15 +121,14 @@ def main() -> None:
     scene = {r["filename"]: r.get("scene_type") for r in records}
     types = sorted({scene[e.image.name] for e in train})
     y_train = [types.index(scene[e.image.name]) for e in train]
-    kept = [e for e in evald if scene[e.image.name] in types]
-    y_eval = [types.index(scene[e.image.name]) for e in kept]
+    keep = [i for i, e in enumerate(evald) if scene[e.image.name] in types]  # types the probes can name
+    y_eval = [types.index(scene[evald[i].image.name]) for i in keep]
     majority = Counter(y_train).most_common(1)[0][0]
     with torch.no_grad():
         fi_train = features.image_tokens([e.image for e in train])
         fi_eval = features.image_tokens([e.image for e in evald])
         q_train = query_outputs(model, fi_train, [e.instruction for e in train])
         q_eval = query_outputs(model, fi_eval, [e.instruction for e in evald])
-        keep = [i for i, e in enumerate(evald) if scene[e.image.name] in types]
         result = {"probe": {
             "majority_type": round(100.0 * sum(y == majority for y in y_eval) / len(y_eval), 2),
             "image_tokens_mean_std": probe(torch.cat([fi_train.mean(1), fi_train.std(1)], 1), y_train,
@@ -140,8 +142,8 @@ def main() -> None:
             "embedding_median_norm": round(emb.norm(dim=-1).median().item(), 4),
             "between_image_spread": round((feats.std(0).pow(2).mean().sqrt() / feats.pow(2).mean().sqrt()).item(), 4),
         }
-        own = caption_loss(model, feats, evald)
-        other = caption_loss(model, feats[derangement(len(evald))], evald)
+        own = caption_loss(model, fi_eval, evald)
+        other = caption_loss(model, fi_eval[derangement(len(evald))], evald)
         result["blind_gap"] = {"loss": round(own, 4), "blind_loss": round(other, 4),
                                "gap_percent": round(100.0 * (other - own) / own, 3)}
         result["attention"] = image_attention(model, feats, evald)

@@ -8,9 +8,9 @@ import pytest
 from rsmoe.evaluation.baselines import RANDOM_SEEDS, random_caption
 from rsmoe.evaluation.captions import METRICS, score
 from rsmoe.evaluation.diagnostics import diagnose
+from rsmoe.evaluation.scoring import EMPTY
 from rsmoe.evaluation.vqa import QTYPE_ASPECT, expert_for, is_correct
 from rsmoe.stages import load
-from rsmoe.evaluation.scoring import EMPTY
 from train_fixtures import RSIEVAL, add_test_split, make_prepared, tiny_params
 
 
