@@ -228,3 +228,32 @@ def test_meteor_lock_is_released_when_java_dies(monkeypatch):
     if locked:  # leave no deadlock behind for the garbage collector
         seen[0].lock.release()
     assert not locked
+
+
+def test_one_meteor_process_serves_every_call_with_the_numbers_of_a_fresh_one(real_pairs):
+    """score() reuses one METEOR Java process (its start was ~10 s of each call); interleaved
+    calls on different inputs score exactly what a fresh process per call scores."""
+    from rsmoe.evaluation import captions
+
+    cands, refs = real_pairs
+    other = {k: "two white planes are parked near the terminal" for k in cands}
+    first = score(cands, refs)
+    process = captions._METEOR.meteor_p
+    second = score(other, refs)
+    assert captions._METEOR.meteor_p is process and process.poll() is None
+    assert score(cands, refs) == first
+    for cand, got in ((cands, first), (other, second)):
+        assert got["METEOR"] == pytest.approx(100 * _pycocoevalcap_direct(cand, refs)["METEOR"], rel=1e-12)
+
+
+def test_a_dead_meteor_process_is_replaced(real_pairs):
+    from rsmoe.evaluation import captions
+
+    cands, refs = real_pairs
+    before = score(cands, refs)
+    captions._METEOR.meteor_p.kill()
+    captions._METEOR.meteor_p.wait()
+    assert score(cands, refs) == before
+    captions.close_meteor()
+    assert captions._METEOR is None
+    assert score(cands, refs) == before

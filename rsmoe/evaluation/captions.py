@@ -17,6 +17,7 @@ therefore be writable.
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import shutil
@@ -63,23 +64,45 @@ def _check(candidates: dict[str, str], references: dict[str, list[str]], source:
                               "which is not writable", "install pycocoevalcap into a virtualenv this user can write")
 
 
+# One METEOR Java process serves every score() call of this Python process: starting it (and
+# loading its paraphrase tables) took ~10 s of the ~12 s one score() took on a 2-core machine, and
+# evaluate scores a dozen caption rows. Its EVAL line is scored from the stats it carries only,
+# so a reused process gives the same numbers as a fresh one (tested).
+_METEOR = None
+
+
 def _meteor(gts: dict, res: dict) -> float:
+    global _METEOR
     from pycocoevalcap.meteor.meteor import Meteor
 
-    scorer = Meteor()
+    if _METEOR is None or _METEOR.meteor_p.poll() is not None:
+        _METEOR = Meteor()
     try:
-        return scorer.compute_score(gts, res)[0]
-    finally:  # its Java process otherwise lives until garbage collection
-        if scorer.lock.locked():  # compute_score raised holding it: Meteor.__del__ would then wait forever
-            scorer.lock.release()
-        proc = scorer.meteor_p
-        proc.kill()
-        proc.wait()
-        for stream in (proc.stdin, proc.stdout, proc.stderr):
-            # when Java died mid-run, closing stdin flushes into a dead pipe; the error that stopped
-            # compute_score is the one to show, so only that BrokenPipeError is dropped
-            with contextlib.suppress(BrokenPipeError):
-                stream.close()
+        return _METEOR.compute_score(gts, res)[0]
+    except BaseException:
+        close_meteor()  # a process left mid-line would answer the next call out of step
+        raise
+
+
+def close_meteor() -> None:
+    """Stop the shared METEOR process (also at interpreter exit); the next score() starts one."""
+    global _METEOR
+    scorer, _METEOR = _METEOR, None
+    if scorer is None:
+        return
+    if scorer.lock.locked():  # compute_score raised holding it: Meteor.__del__ would then wait forever
+        scorer.lock.release()
+    proc = scorer.meteor_p
+    proc.kill()
+    proc.wait()
+    for stream in (proc.stdin, proc.stdout, proc.stderr):
+        # when Java died mid-run, closing stdin flushes into a dead pipe; the error that stopped
+        # compute_score is the one to show, so only that BrokenPipeError is dropped
+        with contextlib.suppress(BrokenPipeError):
+            stream.close()
+
+
+atexit.register(close_meteor)
 
 
 def _one_line(text: str) -> str:
