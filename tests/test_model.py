@@ -174,7 +174,7 @@ def _edit_config(key, value):
     (("preset", "seed"), 7, "frozen image_encoder weights differ"),  # other random bases
     (("preset", "experts"), 4, "lists adapters"),  # another experts setting
     (("preset", "router_context"), 3, "router weights do not fit"),
-    (("preset", "qformer", "num_query_tokens"), 5, "Q-Former LoRA / queries / projection"),
+    (("preset", "qformer", "num_query_tokens"), 5, "Q-Former LoRA / queries / projection / feature stats"),
 ])
 def test_mismatched_part_is_named(saved, tmp_path, key, value, message):
     folder = _broken(saved, tmp_path, _edit_config(key, value))

@@ -1,7 +1,7 @@
 """A trained RS-MoE as a Hugging Face-style folder, in safetensors and JSON only:
 
     config.json                      format, the full preset, experts, base-weight fingerprints
-    vlm.safetensors                  Q-Former LoRA, query tokens, projection
+    vlm.safetensors                  Q-Former LoRA, query tokens, projections, F_I statistics
     router.safetensors               the Instruction Router
     adapters/<name>/                 one PEFT adapter folder per LLM adapter (stage1, experts)
         adapter_config.json, adapter_model.safetensors
@@ -29,7 +29,7 @@ from rsmoe.errors import InputError
 from rsmoe.model.presets import Preset
 
 FORMAT, VERSION = "rsmoe", 1
-VLM_GROUPS = ("qformer_lora", "queries", "projection")
+VLM_GROUPS = ("qformer_lora", "queries", "projection", "feature_stats")  # saved with the model
 
 
 class ModelFolderError(InputError):
@@ -58,7 +58,8 @@ def fingerprints(model) -> dict[str, str | None]:
 def vlm_group(name: str) -> str:
     """The parameter group of a VLM-encoder parameter name."""
     return ("qformer_lora" if "lora_" in name else "queries" if name == "query_tokens"
-            else "projection" if name.startswith("projection.") else "qformer_base")
+            else "projection" if name.startswith(("projection.", "global_projection."))
+            else "feature_stats" if name in ("feature_mean", "feature_std") else "qformer_base")
 
 
 def vlm_state(model) -> dict[str, torch.Tensor]:
@@ -125,7 +126,7 @@ def load_model(cls, folder: Path, *, cache=None, **paths: str):
                                    f"trained on (preset {preset.name!r})",
                                    "load it with the same preset weights and package versions, or retrain")
     _load_adapters(model, folder / "adapters", cfg.get("adapters", []))
-    _load_exact(folder / "vlm.safetensors", vlm_state(model), "Q-Former LoRA / queries / projection")
+    _load_exact(folder / "vlm.safetensors", vlm_state(model), "Q-Former LoRA / queries / projection / feature stats")
     _load_exact(folder / "router.safetensors", model.router.state_dict(), "router")
     model.set_stage("frozen")
     return model

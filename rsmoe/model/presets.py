@@ -42,6 +42,14 @@ class QFormerSpec(Spec):
     cross_attention_frequency: int  # a cross-attention block every k layers (BLIP-2 uses 2)
     num_query_tokens: int
     max_instruction_tokens: int = 64
+    # Subtract the train split's per-channel mean of F_I and divide by its std before the Q-Former
+    # (Stage I sets the statistics from the cached train features). For a Q-Former with random
+    # cross-attention: raw EfficientNet tokens share one large mean, so its outputs barely varied
+    # between images. Off for a pretrained Q-Former, which expects the features it was trained on.
+    standardize_features: bool = False
+    # Extra LLM input tokens beside the query outputs, projected from the mean and std of F_I over
+    # its tokens: a direct path for what a linear probe reads from F_I (the scene type).
+    global_tokens: int = Field(0, ge=0)
     path: str | None = None  # instructblip: the same local InstructBLIP folder (qformer.* weights)
 
 
@@ -128,7 +136,8 @@ def small() -> Preset:
         name="small",
         image_encoder=ImageEncoderSpec(kind="efficientnet-lite0", image_size=224, **_TF_LITE),
         qformer=QFormerSpec(init="minilm", hidden_size=384, layers=6, heads=12, intermediate_size=1536,
-                            cross_attention_frequency=2, num_query_tokens=16),
+                            cross_attention_frequency=2, num_query_tokens=16,
+                            standardize_features=True, global_tokens=4),
         llm=LLMSpec(source="smollm2"),
         # No LoRA dropout on CPU: its Bernoulli masks took 28 % of a Stage I step (profiled), and
         # the CPU budget trains far less than an epoch, with nothing to regularise against.

@@ -27,6 +27,11 @@ class VLMEncoder(nn.Module):
         self.query_tokens = nn.Parameter(torch.zeros(1, spec.num_query_tokens, spec.hidden_size))
         nn.init.normal_(self.query_tokens, std=cfg.initializer_range)
         self.projection = nn.Linear(spec.hidden_size, llm_dim)
+        if spec.standardize_features:  # saved with the model, never trained (set_feature_stats)
+            self.feature_mean = nn.Parameter(torch.zeros(image_dim), requires_grad=False)
+            self.feature_std = nn.Parameter(torch.ones(image_dim), requires_grad=False)
+        self.global_projection = nn.Linear(2 * image_dim, spec.global_tokens * llm_dim) if spec.global_tokens else None
+        self.llm_dim = llm_dim
         if load_weights and spec.init == "minilm":
             _load_minilm(self.qformer)
         elif load_weights and spec.init == "instructblip":
@@ -40,16 +45,39 @@ class VLMEncoder(nn.Module):
                          target_modules=QFORMER_LORA_TARGETS)
         inject_adapter_in_model(cfg, self.qformer)
 
+    @property
+    def num_tokens(self) -> int:
+        """Tokens of F_VLM per image: the query outputs and the global tokens."""
+        return self.spec.num_query_tokens + self.spec.global_tokens
+
+    @torch.no_grad()
+    def set_feature_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """The per-channel mean and std of F_I that `standardize_features` removes."""
+        if not self.spec.standardize_features:
+            raise ValueError("this preset does not standardise its image features (qformer.standardize_features)")
+        if mean.shape != self.feature_mean.shape or std.shape != self.feature_std.shape or (std <= 0).any():
+            raise ValueError(f"feature stats need shape {tuple(self.feature_mean.shape)} and a positive std")
+        self.feature_mean.copy_(mean)
+        self.feature_std.copy_(std)
+
     def forward(self, image_tokens: torch.Tensor, input_ids: torch.Tensor,
                 attention_mask: torch.Tensor) -> torch.Tensor:
-        """F_I (B, T, D_img), instruction ids/mask (B, L) -> F_VLM (B, Q, D_llm)."""
+        """F_I (B, T, D_img), instruction ids/mask (B, L) -> F_VLM (B, Q + G, D_llm): the projected
+        query outputs, then the G global tokens (when the preset has them)."""
         batch, n_query = image_tokens.shape[0], self.spec.num_query_tokens
+        if self.spec.standardize_features:
+            image_tokens = (image_tokens - self.feature_mean) / self.feature_std
         query = self.query_tokens.expand(batch, -1, -1)
         mask = torch.cat([attention_mask.new_ones(batch, n_query), attention_mask], dim=1)
         out = self.qformer(input_ids=input_ids, attention_mask=mask, query_embeds=query,
                            encoder_hidden_states=image_tokens,
                            encoder_attention_mask=image_tokens.new_ones(image_tokens.shape[:2], dtype=torch.long))
-        return self.projection(out.last_hidden_state[:, :n_query])  # only the query outputs
+        feats = self.projection(out.last_hidden_state[:, :n_query])  # only the query outputs
+        if self.global_projection is None:
+            return feats
+        mean = image_tokens.mean(1)
+        pooled = torch.cat([mean, (image_tokens - mean.unsqueeze(1)).pow(2).mean(1).sqrt()], dim=-1)
+        return torch.cat([feats, self.global_projection(pooled).view(batch, -1, self.llm_dim)], dim=1)
 
 
 def _qformer_config(spec: QFormerSpec, image_dim: int) -> InstructBlipQFormerConfig:

@@ -27,6 +27,7 @@ def run(params: Params) -> dict:
     print(model.summary())
     features = FrozenFeatures(model, params.paths.features)
     features.warm([e.image for e in examples])
+    features.fit_feature_stats([e.image for e in examples])
 
     def forward(batch):
         tokens = features.image_tokens([e.image for e in batch])

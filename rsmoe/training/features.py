@@ -83,6 +83,25 @@ class FrozenFeatures:
             self.images.put(keys[i], tokens[0])
         return torch.stack([self.images.get(k) for k in keys]).to(self.model.device)
 
+    def fit_feature_stats(self, paths: Sequence[Path]) -> None:
+        """Set the model's F_I standardisation (`qformer.standardize_features`) to the per-channel
+        mean and std over every token of these images (the train split's, each image once); a
+        no-op for presets without it. Deterministic, so a resumed run sets the same values."""
+        if not self.model.preset.qformer.standardize_features:
+            return
+        total = total_sq = None
+        count = 0
+        for path in dict.fromkeys(Path(p) for p in paths):
+            tokens = self.image_tokens([path])[0].double()  # (T, D)
+            s, sq = tokens.sum(0), tokens.pow(2).sum(0)
+            total, total_sq = (s, sq) if total is None else (total + s, total_sq + sq)
+            count += tokens.shape[0]
+        if not count:
+            raise ValueError("no images to compute the feature statistics from")
+        mean = total / count
+        std = (total_sq / count - mean.pow(2)).clamp_min(0).sqrt() + 1e-3  # dead channels stay finite
+        self.model.vlm.set_feature_stats(mean.float(), std.float())
+
     def freeze_vlm(self) -> None:
         """From now on the VLM encoder is frozen: cache F_VLM too, under its weights' identity."""
         ident = _sha(self.images.root.name, self.model.preset.qformer.model_dump_json(),
