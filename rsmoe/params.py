@@ -115,6 +115,10 @@ class TrainParams(Section):
     batch_size: int = Field(4, ge=1)  # images per micro-batch
     grad_accum: int = Field(1, ge=1)  # micro-batches per optimiser step
     lr: float = Field(1e-4, gt=0)
+    # lr of the VLM encoder's trained parts (Q-Former LoRA, query tokens, projections) where they
+    # train (Stage I, one-stage); null: `lr`. New, randomly initialised weights learn faster than
+    # LoRA on a pretrained LLM can bear.
+    image_path_lr: float | None = Field(None, gt=0)
     weight_decay: float = Field(0.05, ge=0)
     betas: tuple[float, float] = (0.9, 0.999)
     warmup_epochs: float = Field(1.0, ge=0)
@@ -132,6 +136,7 @@ class TrainParams(Section):
 class StageTrainParams(Section):
     epochs: float = Field(5, gt=0)  # the paper trains 5 epochs
     max_steps: int | None = Field(None, ge=1)  # stop after this many optimiser steps (quick runs)
+    lr: float | None = Field(None, gt=0)  # this stage's lr (its LoRA and router); null: train.lr
 
 
 class KarpathySet(Section):

@@ -57,6 +57,29 @@ def test_loss_falls_on_a_fixed_batch(project, mode, tmp_path):
         assert {"loss_theme", "loss_objects", "loss_relations"} <= set(out["history"][0])
 
 
+def test_image_path_lr_gives_the_vlm_encoder_its_own_group(project, tmp_path, monkeypatch):
+    model = RSMoE(get_preset("tiny"))
+    model.set_stage("stage1")
+    examples = load_examples(project / "prepared", "train", 3)[:2]
+    features = FrozenFeatures(model, tmp_path / "features")
+    seen, real = [], torch.optim.AdamW
+    monkeypatch.setattr(torch.optim, "AdamW", lambda groups, **kw: seen.append(groups) or real(groups, **kw))
+
+    def forward(batch):
+        return model.forward_stage1([e.caption for e in batch], image_tokens=features.image_tokens(
+            [e.image for e in batch]), instructions=[e.instruction for e in batch])
+
+    train = TrainParams(batch_size=2, lr=1e-3, image_path_lr=3e-3, warmup_epochs=0, checkpoint_every=1000)
+    out = run_training(model, examples, forward, train=train, stage=StageTrainParams(epochs=1, lr=2e-4),
+                       checkpoint_dir=tmp_path / "ckpt", run_key="k", name="stage1", progress=False)
+    (llm, vlm), = seen  # the stage's own lr replaces train.lr; the image path keeps its own
+    assert llm["lr"] == 2e-4 and vlm["lr"] == 3e-3 and out["history"][0]["lr"] == 2e-4
+    groups = model.parameter_groups()
+    assert {id(p) for p in vlm["params"]} == {id(p) for g in ("qformer_lora", "queries", "projection")
+                                              for p in groups[g]}
+    assert {id(p) for p in llm["params"]} == {id(p) for p in groups["llm_lora:stage1"]}
+
+
 def _pipeline(params):
     return [stage.run(params) for stage in (stage1, propagate, stage2)]
 
@@ -155,7 +178,8 @@ def _run_stage1(root, *, kill_after_checkpoint: bool = False) -> str:
 def test_a_killed_run_resumes_to_the_same_weights(project, tmp_path):
     """SIGKILL mid-epoch, rerun: the final weights equal those of a run never interrupted."""
     settings = dict(paths={"prepared": str(project / "prepared")}, stage1={"epochs": 12},
-                    train={"checkpoint_every": 3})  # 4 steps per epoch: checkpoints fall mid-epoch
+                    # 4 steps per epoch: checkpoints fall mid-epoch; two lr groups (the VLM encoder's own)
+                    train={"checkpoint_every": 3, "image_path_lr": 3e-3})
     runs = {}
     for name in ("straight", "killed"):
         root = tmp_path / name

@@ -1,7 +1,8 @@
 """One training loop for every stage, on accelerate.
 
-- AdamW + warm-up + cosine decay from params.yaml (`train`, `stage1` / `stage2`), gradient
-  accumulation, gradient clipping, bf16 autocast on GPUs; seeded and deterministic on CPU.
+- AdamW + warm-up + cosine decay from params.yaml (`train`, `stage1` / `stage2`: a stage's own
+  lr when set, the VLM encoder at `train.image_path_lr` when set), gradient accumulation,
+  gradient clipping, bf16 autocast on GPUs; seeded and deterministic on CPU.
 - The data order of epoch e is a permutation drawn from (seed, e), so the position in the data
   is just the optimiser step: resuming needs no sampler state.
 - Every `checkpoint_every` steps the trainable weights, the optimiser (safetensors), the
@@ -30,6 +31,8 @@ from rsmoe.model.checkpoint import swapped_folder
 from rsmoe.params import StageTrainParams, TrainParams
 
 log = logging.getLogger("rsmoe")
+
+IMAGE_PATH_PREFIX = "vlm."  # RSMoE's VLM encoder: `train.image_path_lr` applies to its parameters
 
 
 @dataclass
@@ -75,12 +78,22 @@ def run_training(model: torch.nn.Module, examples: Sequence, forward: Callable, 
         raise ValueError(f"train.batch_size ({train.batch_size}) must be at least the number of processes ({world})")
     progress = progress and accelerator.is_main_process
     model.to(accelerator.device)
-    names = [n for n, p in model.named_parameters() if p.requires_grad]
-    params = [p for p in model.parameters() if p.requires_grad]
+    # one AdamW group per learning rate; `names` lists the parameters in the optimiser's order
+    # (its state is saved and restored by that index)
+    base_lr = stage.lr or train.lr
+    groups: dict[float, list[tuple[str, torch.nn.Parameter]]] = {base_lr: []}
+    for n, param in model.named_parameters():
+        if param.requires_grad:
+            lr = train.image_path_lr if train.image_path_lr and n.startswith(IMAGE_PATH_PREFIX) else base_lr
+            groups.setdefault(lr, []).append((n, param))
+    groups = {lr: g for lr, g in groups.items() if g}
+    names = [n for g in groups.values() for n, _ in g]
+    params = [param for g in groups.values() for _, param in g]
     if not params:
         raise RuntimeError(f"{name}: nothing to train (no parameter requires grad)")
     p = plan(len(examples), train, stage)
-    optimizer = torch.optim.AdamW(params, lr=train.lr, betas=train.betas, weight_decay=train.weight_decay)
+    optimizer = torch.optim.AdamW([{"params": [param for _, param in g], "lr": lr} for lr, g in groups.items()],
+                                  lr=base_lr, betas=train.betas, weight_decay=train.weight_decay)
     scheduler = get_cosine_schedule_with_warmup(optimizer, p.warmup_steps, p.total_steps)
     optimizer, scheduler = accelerator.prepare(optimizer, scheduler)
     torch.manual_seed(train.seed)
@@ -115,7 +128,7 @@ def run_training(model: torch.nn.Module, examples: Sequence, forward: Callable, 
             tokens = int(accelerator.reduce(torch.tensor(tokens, device=accelerator.device), reduction="sum").item())
         if train.max_grad_norm:
             accelerator.clip_grad_norm_(params, train.max_grad_norm)
-        lr = scheduler.get_last_lr()[0]
+        lr = scheduler.get_last_lr()[0]  # the stage's lr group (the first)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
