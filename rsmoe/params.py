@@ -38,10 +38,10 @@ class PathsParams(Section):
 class SynthParams(Section):
     """The embedded DOTA-format corpus (`rsmoe synth`)."""
 
-    scenes: int = Field(24, ge=1)
+    scenes: int = Field(96, ge=1)  # 384 crops of 512 px; val and test each get 9+ scenes
     seed: int = 0
-    min_size: int = Field(1024, ge=512)
-    max_size: int = Field(1536, ge=512)
+    min_size: int = Field(896, ge=512)
+    max_size: int = Field(896, ge=512)
 
     @model_validator(mode="after")
     def _sizes(self) -> "SynthParams":
