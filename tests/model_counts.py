@@ -22,5 +22,6 @@ def expected_trainable(model) -> dict[str, int]:
     m, hid = preset.router_context, preset.router_hidden
     # per expert: M context vectors; meta-net LayerNorm(2D) -> Linear(2D, hid) -> ReLU -> Linear(hid, D)
     router = preset.experts * (m * d + 2 * (2 * d) + (2 * d * hid + hid) + (hid * d + d))
-    return {"qformer_lora": qformer_lora, "queries": q.num_query_tokens * h, "projection": h * d + d + (q.global_tokens * d * (2 * img + 1) if q.global_tokens else 0),
+    global_tokens = q.global_tokens * d * (2 * img + 1)  # Linear(2 * D_img, G * D) from F_I's mean and std
+    return {"qformer_lora": qformer_lora, "queries": q.num_query_tokens * h, "projection": h * d + d + global_tokens,
             "llm_lora": llm_lora, "router": router}

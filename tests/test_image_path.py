@@ -26,7 +26,7 @@ def tokens(model) -> torch.Tensor:
 def test_global_tokens_follow_the_query_outputs(model, tokens):
     feats = model.vlm_features(tokens, INSTRUCTIONS)
     q, g = model.preset.qformer.num_query_tokens, model.preset.qformer.global_tokens
-    assert feats.shape == (2, q + g, model.llm.config.hidden_size) and model.vlm.num_tokens == q + g
+    assert feats.shape == (2, q + g, model.llm.config.hidden_size)
     v = model.vlm
     x = (tokens - v.feature_mean) / v.feature_std
     pooled = torch.cat([x.mean(1), x.std(1, unbiased=False)], -1)

@@ -31,7 +31,6 @@ class VLMEncoder(nn.Module):
             self.feature_mean = nn.Parameter(torch.zeros(image_dim), requires_grad=False)
             self.feature_std = nn.Parameter(torch.ones(image_dim), requires_grad=False)
         self.global_projection = nn.Linear(2 * image_dim, spec.global_tokens * llm_dim) if spec.global_tokens else None
-        self.llm_dim = llm_dim
         if load_weights and spec.init == "minilm":
             _load_minilm(self.qformer)
         elif load_weights and spec.init == "instructblip":
@@ -44,11 +43,6 @@ class VLMEncoder(nn.Module):
         cfg = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                          target_modules=QFORMER_LORA_TARGETS)
         inject_adapter_in_model(cfg, self.qformer)
-
-    @property
-    def num_tokens(self) -> int:
-        """Tokens of F_VLM per image: the query outputs and the global tokens."""
-        return self.spec.num_query_tokens + self.spec.global_tokens
 
     @torch.no_grad()
     def set_feature_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
@@ -77,7 +71,7 @@ class VLMEncoder(nn.Module):
             return feats
         mean = image_tokens.mean(1)
         pooled = torch.cat([mean, (image_tokens - mean.unsqueeze(1)).pow(2).mean(1).sqrt()], dim=-1)
-        return torch.cat([feats, self.global_projection(pooled).view(batch, -1, self.llm_dim)], dim=1)
+        return torch.cat([feats, self.global_projection(pooled).view(batch, -1, feats.shape[-1])], dim=1)
 
 
 def _qformer_config(spec: QFormerSpec, image_dim: int) -> InstructBlipQFormerConfig:

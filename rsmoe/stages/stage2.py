@@ -29,9 +29,9 @@ def run(params: Params) -> dict:
     features = FrozenFeatures(model, params.paths.features)
     if mode == "stage2":
         features.freeze_vlm()
-    else:  # one-stage: the VLM encoder trains here, so its input statistics are set here
-        features.fit_feature_stats([e.image for e in examples])
     features.warm([e.image for e in examples], [e.instruction for e in examples])
+    if mode == "one-stage":  # the VLM encoder trains here, so its input statistics are set here
+        features.fit_feature_stats([e.image for e in examples])
 
     def forward(batch):
         instructions = [e.instruction for e in batch]
