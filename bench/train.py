@@ -6,11 +6,13 @@ Run from the repo root after `make run` (it reads the prepared crops):
 
 tokens_per_s = caption (target) tokens per second of Stage I optimiser steps, i.e. the loop's
   own `tokens_per_s` summed over --steps steps after one warm-up step.
-peak_fraction = achieved FLOP/s of those steps / this machine's fp32 matmul peak, both measured
-  in this run. The FLOPs of each step are counted by torch's FlopCounterMode on the same batch
+peak_fraction = achieved FLOP/s of those steps / this machine's matmul peak in the precision the
+  steps ran in (`train.mixed_precision`, resolved as training resolves it), both measured in this run. The FLOPs of each step are counted by torch's FlopCounterMode on the same batch
   (forward + backward, what autograd actually computes: activation gradients through the frozen
   LLM, weight gradients only for LoRA), in a separate pass that is not timed. The peak is the
-  best of several square fp32 matmuls (torch.mm, all threads), the most a training step can reach.
+  best of several square matmuls (torch.mm, all threads), the most a training step can reach.
+bf16_step_speedup = median fp32 Stage I step time / median bf16-autocast step time, same batches,
+  measured in this run (on a CPU without native bf16 it is below 1, and "auto" picks fp32 there).
 warm_over_cold_epoch = time of one Stage II epoch over --epoch-examples training examples with
   the feature cache already filled / the same epoch starting from an empty cache (which runs the
   image encoder and the VLM encoder for every image first). Stage II is where the cache holds
@@ -32,10 +34,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def matmul_peak(n: int = 2048, repeats: int = 8) -> float:
-    """Best fp32 FLOP/s of an n x n matmul on all threads."""
+def matmul_peak(n: int = 2048, repeats: int = 8, dtype: str = "float32") -> float:
+    """Best FLOP/s of an n x n matmul on all threads."""
     import torch
-    a, b = torch.randn(n, n), torch.randn(n, n)
+    a, b = torch.randn(n, n, dtype=getattr(torch, dtype)), torch.randn(n, n, dtype=getattr(torch, dtype))
     torch.mm(a, b)
     best = float("inf")
     for _ in range(repeats):
@@ -55,7 +57,7 @@ def step_flops(model, forward, batch) -> int:
     return counter.get_total_flops()
 
 
-def bench_stage1(params, examples, steps: int, work: Path) -> dict:
+def bench_stage1(params, examples, steps: int, work: Path, precision: str) -> dict:
     from rsmoe.model import RSMoE
     from rsmoe.params import StageTrainParams
     from rsmoe.training.features import FrozenFeatures
@@ -72,8 +74,9 @@ def bench_stage1(params, examples, steps: int, work: Path) -> dict:
                                     instructions=[e.instruction for e in batch])
 
     stage = StageTrainParams(epochs=1, max_steps=steps + 1)
-    out = run_training(model, examples, forward, train=params.train, stage=stage,
-                       checkpoint_dir=work / "ckpt1", run_key="bench", name="bench stage1", progress=False)
+    train = params.train.model_copy(update={"mixed_precision": precision})
+    out = run_training(model, examples, forward, train=train, stage=stage,
+                       checkpoint_dir=work / f"ckpt1-{precision}", run_key="bench", name="bench stage1", progress=False)
     timed = out["history"][1:]  # step 1 warms up allocators and caches
     p = plan(len(examples), params.train, stage)
     model.train()
@@ -133,21 +136,29 @@ def main() -> None:
     import torch
     from rsmoe.params import load_params
     from rsmoe.training.data import load_examples
+    from rsmoe.training.loop import cpu_has_native_bf16, resolve_precision
 
     params = load_params(Path(args.params))
     examples = load_examples(params.paths.prepared, "train", params.model.experts)
-    peak_before = matmul_peak()
+    default = resolve_precision(params.train.mixed_precision, torch.cuda.is_available())
+    dtypes = {"no": "float32", "bf16": "bfloat16"}
+    peaks = {k: matmul_peak(dtype=d) for k, d in dtypes.items()}
     with tempfile.TemporaryDirectory() as tmp:
-        s1 = bench_stage1(params, examples, args.steps, Path(tmp))
+        runs = {k: bench_stage1(params, examples, args.steps, Path(tmp), k) for k in dtypes}
         cache = bench_cache(params, examples[: args.epoch_examples], Path(tmp))
-    peak = max(peak_before, matmul_peak())
-    achieved = s1.pop("achieved_flops")
+    peaks = {k: max(v, matmul_peak(dtype=dtypes[k])) for k, v in peaks.items()}
+    achieved = {k: r.pop("achieved_flops") for k, r in runs.items()}
+    s1 = runs[default]
     result = {
         "tokens_per_s": s1["tokens_per_s"],
-        "peak_fraction": round(achieved / peak, 4),
+        "peak_fraction": round(achieved[default] / peaks[default], 4),
         "warm_over_cold_epoch": round(cache["warm_epoch_s"] / cache["cold_epoch_s"], 4),
-        "stage1": {**s1, "achieved_gflops": round(achieved / 1e9, 2)},
-        "matmul_peak_gflops": round(peak / 1e9, 2),
+        "bf16_step_speedup": round(runs["no"]["step_s_median"] / runs["bf16"]["step_s_median"], 3),
+        "precision": default, "cpu_native_bf16": cpu_has_native_bf16(),
+        "stage1": {**s1, "achieved_gflops": round(achieved[default] / 1e9, 2)},
+        "stage1_other_precision": {**runs["bf16" if default == "no" else "no"],
+                                   "achieved_gflops": round(achieved["bf16" if default == "no" else "no"] / 1e9, 2)},
+        "matmul_peak_gflops": {"fp32": round(peaks["no"] / 1e9, 2), "bf16": round(peaks["bf16"] / 1e9, 2)},
         "cache_epoch": cache,
         "preset": params.model.preset, "experts": params.model.experts, "batch_size": params.train.batch_size,
         "torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine(),

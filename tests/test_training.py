@@ -17,7 +17,8 @@ from rsmoe.model.rsmoe import Row
 from rsmoe.stages import propagate, stage1, stage2
 from rsmoe.training.data import load_examples
 from rsmoe.training.features import FrozenFeatures
-from rsmoe.training.loop import run_training
+from rsmoe.training import loop
+from rsmoe.training.loop import resolve_precision, run_training
 from rsmoe.params import StageTrainParams, TrainParams
 from train_fixtures import make_prepared, tiny_params, write_params_file
 
@@ -46,7 +47,7 @@ def test_loss_falls_on_a_fixed_batch(project, mode, tmp_path):
         return model.forward_experts([e.segments for e in batch], instructions=ins,
                                      vlm_features=features.vlm_features([e.image for e in batch], ins))
 
-    train = TrainParams(batch_size=2, lr=2e-2, warmup_epochs=0, checkpoint_every=1000)
+    train = TrainParams(batch_size=2, lr=2e-2, warmup_epochs=0, checkpoint_every=1000, mixed_precision="no")
     out = run_training(model, examples, forward, train=train, stage=StageTrainParams(epochs=20),
                        checkpoint_dir=tmp_path / "ckpt", run_key="k", name=mode, progress=False)
     losses = [h["loss"] for h in out["history"]]
@@ -55,6 +56,39 @@ def test_loss_falls_on_a_fixed_batch(project, mode, tmp_path):
     assert losses[-1] < losses[0] - 0.4 and losses[-1] == min(losses), losses
     if mode != "stage1":
         assert {"loss_theme", "loss_objects", "loss_relations"} <= set(out["history"][0])
+
+
+def test_auto_precision_is_bf16_only_where_the_cpu_multiplies_bf16(monkeypatch):
+    monkeypatch.setattr(loop, "cpu_has_native_bf16", lambda: False)
+    assert resolve_precision("auto", gpu=False) == "no" and resolve_precision("auto", gpu=True) == "bf16"
+    assert resolve_precision("bf16", gpu=False) == "bf16"  # asked for: emulated, but done
+    monkeypatch.setattr(loop, "cpu_has_native_bf16", lambda: True)
+    assert resolve_precision("auto", gpu=False) == "bf16" and resolve_precision("no", gpu=False) == "no"
+
+
+def test_bf16_autocast_trains_like_fp32(project, tmp_path):
+    """bf16 autocast (CPU: emulated where the CPU lacks it) follows the fp32 run closely and learns."""
+    runs = {}
+    for precision in ("no", "bf16"):
+        torch.manual_seed(0)
+        model = RSMoE(get_preset("tiny"))
+        model.set_stage("stage1")
+        examples = load_examples(project / "prepared", "train", 3)[:2]
+        features = FrozenFeatures(model, tmp_path / "features")
+
+        def forward(batch):
+            return model.forward_stage1([e.caption for e in batch], image_tokens=features.image_tokens(
+                [e.image for e in batch]), instructions=[e.instruction for e in batch])
+
+        train = TrainParams(batch_size=2, lr=2e-2, warmup_epochs=0, checkpoint_every=1000, mixed_precision=precision)
+        runs[precision] = run_training(model, examples, forward, train=train, stage=StageTrainParams(epochs=10),
+                                       checkpoint_dir=tmp_path / precision, run_key="k", name="stage1",
+                                       progress=False)
+    fp32, bf16 = ([h["loss"] for h in runs[k]["history"]] for k in ("no", "bf16"))
+    assert runs["bf16"]["precision"] == "bf16" and runs["no"]["precision"] == "no"
+    assert bf16 != fp32  # autocast really ran in bf16
+    assert abs(bf16[0] - fp32[0]) < 0.02 * fp32[0], (fp32[0], bf16[0])  # same model, same batch
+    assert bf16[-1] < bf16[0] - 0.4 and abs(bf16[-1] - fp32[-1]) < 0.1 * fp32[-1], (fp32, bf16)
 
 
 def test_image_path_lr_gives_the_vlm_encoder_its_own_group(project, tmp_path, monkeypatch):

@@ -69,7 +69,9 @@ def tiny_params(root: Path, **sections) -> Params:
                   "features": str(root / "features"),
                   "cache": os.environ["RSMOE_CACHE"]},  # converted weights: shared, not per test
         "model": {"preset": "tiny", "experts": 3},
-        "train": {"batch_size": 2, "lr": 3e-3, "warmup_epochs": 0, "checkpoint_every": 3},
+        # fp32 everywhere: "auto" would pick bf16 on CPUs that have it, and runs compared
+        # across machines (resume, two processes, golden losses) must not depend on the CPU
+        "train": {"batch_size": 2, "lr": 3e-3, "warmup_epochs": 0, "checkpoint_every": 3, "mixed_precision": "no"},
         "stage1": {"epochs": 1}, "stage2": {"epochs": 1},
     }
     for key, value in sections.items():

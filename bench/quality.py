@@ -1,0 +1,152 @@
+"""Benchmark: what more training compute buys, on the val split.
+
+Run from the repo root after `make run` (it reads the prepared crops and the feature cache):
+
+    python bench/quality.py [--scales 0.25 0.5 1 2 4] [--seeds 0]
+        ->  bench/results/quality.json and bench/results/quality.png
+
+Each point trains the default model (params.yaml as committed) with both stages' step budgets
+(`stageN.max_steps` and `stageN.epochs`) multiplied by the scale, then runs the evaluate stage on
+the **val** split: val CIDEr, theme accuracy (the scene type named right) and VQA average,
+beside the val baselines the evaluate stage computes. Each point is the real stages run as
+`rsmoe stage NAME --params FILE` in a scratch folder of its own; the workspace (params.yaml,
+models/, metrics/) is never touched. Training minutes are the sum of the optimiser steps' own
+times (the loops' step_s), so they do not include model loading or the image-feature cache.
+
+A scale's run is the whole schedule at that length (warm-up and cosine decay included), not a
+prefix of a longer run: that is what a user gets by changing max_steps. On 2 CPU cores the
+default (1x) trains in about 5 minutes with bf16 autocast; the 4x point takes about 20.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+KEYS = ["BLEU-4", "METEOR", "CIDEr", "distinct", "theme_accuracy"]
+
+
+def point_params(base: dict, scale: float, seed: int, work: Path) -> dict:
+    """params.yaml for one point: the stages' budgets scaled, outputs in `work`, inputs shared."""
+    p = json.loads(json.dumps(base))
+    paths = p["paths"]
+    for key in ("prepared", "cache", "features"):  # the workspace's prepared data and caches
+        paths[key] = str((ROOT / paths[key]).resolve())
+    for key in ("models", "metrics", "reports", "checkpoints", "onnx"):
+        paths[key] = str(work / key)
+    for stage in ("stage1", "stage2"):
+        s = p[stage]
+        s["epochs"] = s.get("epochs", 1) * scale
+        if s.get("max_steps"):
+            s["max_steps"] = max(1, round(s["max_steps"] * scale))
+    p["train"]["seed"] = seed
+    p["evaluate"].update(split="val", stage1=False, samples=2)
+    return p
+
+
+def train_seconds(metrics: Path, name: str) -> float:
+    with open(metrics / f"{name}_steps.csv") as f:
+        return sum(float(row["step_s"]) for row in csv.DictReader(f))
+
+
+def run_point(base: dict, scale: float, seed: int, work: Path) -> dict:
+    work.mkdir(parents=True, exist_ok=True)
+    params = point_params(base, scale, seed, work)
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    t0 = time.perf_counter()
+    for stage in ("stage1", "propagate", "stage2", "evaluate"):
+        with open(work / f"{stage}.log", "w") as log:
+            r = subprocess.run([sys.executable, "-m", "rsmoe", "stage", stage, "--params", str(work / "params.yaml")],
+                               cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT)
+        if r.returncode:
+            raise SystemExit(f"scale {scale} seed {seed}: stage {stage} failed; see {work / (stage + '.log')}")
+    metrics = work / "metrics"
+    ev = json.loads((metrics / "evaluate.json").read_text())
+    s1, s2 = (json.loads((metrics / f"{n}.json").read_text()) for n in ("stage1", "stage2"))
+    base_rows = ev["baselines"]
+    best = max((k for k in base_rows if k not in ("retrieval_oracle", "blind")), key=lambda k: base_rows[k]["CIDEr"])
+    return {
+        "scale": scale, "seed": seed,
+        "stage1_steps": s1.get("steps"), "stage2_steps": s2.get("steps"),
+        "train_minutes": round((train_seconds(metrics, "stage1") + train_seconds(metrics, "stage2")) / 60, 2),
+        "wall_minutes": round((time.perf_counter() - t0) / 60, 2),
+        "precision": s2.get("precision"),
+        "stage1_final_loss": s1.get("final_loss"), "stage2_final_loss": s2.get("final_loss"),
+        **{k: round(ev["captions"][k], 2) for k in KEYS},
+        "vqa_average": round(ev["vqa"]["average"], 2) if ev.get("vqa") else None,
+        "vqa_majority_average": round(ev["vqa"]["baseline"]["average"], 2) if ev.get("vqa") else None,
+        "blind_CIDEr": round(base_rows["blind"]["CIDEr"], 2) if "blind" in base_rows else None,
+        "best_baseline": best, "best_baseline_CIDEr": round(base_rows[best]["CIDEr"], 2),
+        "retrieval_oracle_CIDEr": round(base_rows["retrieval_oracle"]["CIDEr"], 2),
+    }
+
+
+def plot(points: list[dict], out: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
+    xs = [p["train_minutes"] for p in points]
+    a.plot(xs, [p["CIDEr"] for p in points], "o-", label="model (val CIDEr)")
+    a.axhline(points[0]["best_baseline_CIDEr"], ls="--", c="gray", label=f"best baseline ({points[0]['best_baseline']})")
+    a.set_xlabel("training minutes (2 CPU cores)"); a.set_ylabel("val CIDEr"); a.legend(fontsize=8)
+    b.plot(xs, [p["theme_accuracy"] for p in points], "o-", label="theme accuracy %")
+    b.plot(xs, [p["vqa_average"] for p in points], "s-", label="VQA average %")
+    b.axhline(points[0]["vqa_majority_average"], ls="--", c="gray", label="VQA majority baseline")
+    b.set_xlabel("training minutes (2 CPU cores)"); b.set_ylim(0, 100); b.legend(fontsize=8)
+    for ax in (a, b):
+        for p, x in zip(points, xs):
+            ax.annotate(f"{p['scale']:g}x", (x, ax.get_ylim()[0]), fontsize=7, ha="center", va="bottom")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scales", type=float, nargs="+", default=[0.25, 0.5, 1, 2, 4])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--params", default=str(ROOT / "params.yaml"))
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "quality.json"))
+    ap.add_argument("--keep", action="store_true", help="keep the scratch folders (models, logs)")
+    args = ap.parse_args()
+    base = yaml.safe_load(Path(args.params).read_text())
+    if not (ROOT / base["paths"]["prepared"] / "captions.json").is_file():
+        raise SystemExit("no prepared data: run `make run` (or `dvc repro prepare`) first")
+    scratch = Path(tempfile.mkdtemp(prefix="rsmoe-quality-"))
+    out = Path(args.out)
+    points: list[dict] = []
+    try:
+        for seed in args.seeds:
+            for scale in args.scales:
+                print(f"scale {scale:g}x, seed {seed} ...", flush=True)
+                points.append(run_point(base, scale, seed, scratch / f"x{scale:g}-s{seed}"))
+                print(json.dumps(points[-1]), flush=True)
+                result = {"split": "val", "preset": base["model"]["preset"], "experts": base["model"]["experts"],
+                          "default_steps": {s: base[s].get("max_steps") for s in ("stage1", "stage2")},
+                          "points": points, "machine": platform.processor() or platform.machine(),
+                          "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+                out.parent.mkdir(parents=True, exist_ok=True)
+                out.write_text(json.dumps(result, indent=1) + "\n")  # after every point: a cut run keeps them
+    finally:
+        if not args.keep:
+            shutil.rmtree(scratch, ignore_errors=True)
+    seed0 = sorted((p for p in points if p["seed"] == args.seeds[0]), key=lambda p: p["scale"])
+    plot(seed0, out.with_suffix(".png"))
+    print(f"wrote {out} and {out.with_suffix('.png')}")
+
+
+if __name__ == "__main__":
+    main()
