@@ -2,6 +2,7 @@
 split of real RSIEval captions and questions; the metrics file, per-sample JSON lines and the
 report agree with each other and with direct recomputation."""
 import json
+from pathlib import Path
 
 import pytest
 
@@ -124,3 +125,30 @@ def test_vqa_majority_baseline_is_scored_like_the_model(evaluated):
         answer = base["answers"].get(qtype, "")
         expected = 100 * sum(is_correct(answer, x["answer"], qtype, question=x["question"]) for x in of_type) / len(of_type)
         assert r["accuracy"] == pytest.approx(expected), qtype
+
+
+def test_model_folders_carry_model_cards(evaluated):
+    """stage1 / stage2 cards say what made the model; the ONNX folder's card (export runs after
+    evaluate) adds the scores beside the baselines."""
+    import yaml
+    from rsmoe.evaluation.card import data_version
+    root, params, result = evaluated
+    assert data_version(Path("data") / "raw").startswith("`data.dvc` md5 ")  # the repository's corpus
+    for name in ("stage1", "stage2"):
+        card = (params.paths.models / name / "README.md").read_text()
+        front, body = card.split("---\n")[1], card.split("---\n", 2)[2]
+        assert yaml.safe_load(front)["base_model_preset"] == "tiny"
+        assert f"# rsmoe `{name}`: RS-MoE, preset `tiny`, 3 expert(s), two-stage" in body
+        shown = yaml.safe_load(body.split("```yaml\n")[1].split("```")[0])
+        assert shown["train"]["lr"] == params.train.lr and shown["stage1"]["max_steps"] == 2
+        assert ("stage2" in shown) == (name == "stage2")  # only the settings its stage reads
+        steps = json.loads((params.paths.metrics / f"{name}.json").read_text())["steps"]
+        assert f"- steps: {steps}" in card and "- precision: no" in card
+        assert f"{params.paths.raw} is not tracked by DVC" in card  # the test's raw folder has no .dvc
+        assert "`evaluate` runs after this folder is written" in card and "## Limits" in card
+    load("export").run(params)
+    card = (params.paths.onnx / "README.md").read_text()
+    scores = json.loads((params.paths.metrics / "evaluate.json").read_text())
+    assert f"| stage2 | {scores['captions']['BLEU-1']:.2f} |" in card
+    assert "*baseline: random_caption*" in card and "| **average over types** |" in card
+    assert "`evaluate` runs after" not in card

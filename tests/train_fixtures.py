@@ -63,9 +63,9 @@ def add_test_split(prepared: Path) -> Path:
 def tiny_params(root: Path, **sections) -> Params:
     """Params for the tiny preset with every path under root; `sections` override (merged)."""
     data = {
-        "paths": {"prepared": str(root / "prepared"), "models": str(root / "models"),
+        "paths": {"raw": str(root / "raw"), "prepared": str(root / "prepared"), "models": str(root / "models"),
                   "metrics": str(root / "metrics"), "checkpoints": str(root / "checkpoints"),
-                  "reports": str(root / "reports"),
+                  "reports": str(root / "reports"), "onnx": str(root / "onnx"),
                   "features": str(root / "features"),
                   "cache": os.environ["RSMOE_CACHE"]},  # converted weights: shared, not per test
         "model": {"preset": "tiny", "experts": 3},

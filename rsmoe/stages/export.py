@@ -2,8 +2,8 @@
 
 Writes `paths.onnx/`: image_encoder.onnx (pixel_values -> image tokens), vlm_encoder.onnx
 (pixel_values, instruction ids and mask -> F_VLM, the Q-Former LoRA merged), encoders.json
-(names, shapes, opset, preprocessing, fingerprints), the Q-Former tokenizer and parity.json; and
-`metrics/export.json`. Fails when ONNX Runtime and PyTorch differ by more than `export.parity_tol`
+(names, shapes, opset, preprocessing, fingerprints), the Q-Former tokenizer, parity.json and the
+model card README.md (with the evaluation scores of `metrics/evaluate.json`); and `metrics/export.json`. Fails when ONNX Runtime and PyTorch differ by more than `export.parity_tol`
 on the first `export.parity_images` crops of the evaluation split.
 """
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from rsmoe.evaluation.card import model_card, write_card
 from rsmoe.export import check_parity, export_encoders
 from rsmoe.params import Params
 from rsmoe.stages import StageError
@@ -34,4 +35,9 @@ def run(params: Params) -> dict:
                "parity_images": len(names), "providers": parity["providers"], "preset": sidecar.get("preset")}
     Path(params.paths.metrics).mkdir(parents=True, exist_ok=True)
     (Path(params.paths.metrics) / "export.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    # the card with the scores: export runs after evaluate (stage2's folder is stage2's DVC output)
+    scores = Path(params.paths.metrics) / "evaluate.json"
+    training = Path(params.paths.metrics) / "stage2.json"
+    write_card(out, model_card(params, "onnx", training=json.loads(training.read_text()) if training.is_file() else None,
+                               evaluation=json.loads(scores.read_text()) if scores.is_file() else None))
     return metrics

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 
+from rsmoe.evaluation.card import model_card, write_card
 from rsmoe.model import RSMoE
 from rsmoe.params import Params
 from rsmoe.training.data import load_examples
@@ -44,4 +45,6 @@ def run(params: Params) -> dict:
     model.save_pretrained(out)
     shutil.rmtree(ckpt, ignore_errors=True)
     summary["encoded_images"] = features.encoded_images
-    return write_metrics(params, "stage1", summary)
+    summary = write_metrics(params, "stage1", summary)
+    write_card(out, model_card(params, "stage1", training=summary))
+    return summary

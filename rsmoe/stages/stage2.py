@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 
+from rsmoe.evaluation.card import model_card, write_card
 from rsmoe.params import Params
 from rsmoe.stages import StageError
 from rsmoe.training.data import load_examples
@@ -49,4 +50,6 @@ def run(params: Params) -> dict:
     model.save_pretrained(params.paths.models / "stage2")
     shutil.rmtree(ckpt, ignore_errors=True)
     summary.update(mode=mode, encoded_images=features.encoded_images)
-    return write_metrics(params, "stage2", summary)
+    summary = write_metrics(params, "stage2", summary)
+    write_card(params.paths.models / "stage2", model_card(params, "stage2", training=summary))
+    return summary
