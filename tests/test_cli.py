@@ -69,7 +69,7 @@ def test_model_prints_parameter_table(capsys):
 
 def test_model_without_local_weights_is_a_clear_error(capsys):
     assert main(["model", "--preset", "paper-7b"]) == 2
-    assert "set model.image_encoder.path" in capsys.readouterr().err
+    assert "set model.instructblip in params.yaml (in Python: the preset's image_encoder.path)" in capsys.readouterr().err
 
 
 def test_help_imports_no_heavy_library():

@@ -140,3 +140,25 @@ def test_served_deployment_runs_then_is_a_no_op_and_outputs_round_trip_through_t
     shutil.rmtree(repo / "models")
     _sh(["dvc", "pull", "-q"], repo, env)
     assert {name: _tree_hashes(repo / "models" / name) for name in ("stage1", "stage2", "onnx")} == before
+
+
+def test_a_failed_run_exits_non_zero_and_leaves_a_readable_artifact(project, tmp_path):
+    """`python flows/pipeline.py` (what `make run` calls) with a paper preset but no local weights:
+    stage1 fails; a non-zero exit, and the artifact `rsmoe-run` names the failed stage, the stages
+    that finished and the stage's own error (with its fix), readable from the CLI without the UI."""
+    root, repo, env = project
+    env = {**env, "PREFECT_HOME": str(tmp_path / "prefect")}  # its own temporary server and database
+    params_file = repo / "params.yaml"
+    original = params_file.read_text()
+    params = yaml.safe_load(original)
+    params["model"]["preset"] = "paper-1b"  # model.instructblip / model.llm not set
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        out = subprocess.run([sys.executable, "flows/pipeline.py", "--no-push"], cwd=repo, env=env,
+                             capture_output=True, text=True, timeout=600)
+    finally:
+        params_file.write_text(original)
+    assert out.returncode != 0, out.stdout[-2000:]
+    art = _sh([sys.executable, "flows/pipeline.py", "--last-run"], repo, env)
+    assert "failed at stage `stage1`" in art and "stages finished: validate, prepare" in art, art
+    assert "set model.instructblip in params.yaml" in art, art  # the stage's own error, with its fix

@@ -43,7 +43,7 @@ def test_paper_presets_build_on_meta(name):
 
 
 def test_paper_preset_without_paths_says_what_to_set():
-    with pytest.raises(WeightsError, match="model.image_encoder.path"):
+    with pytest.raises(WeightsError, match=r"set model.instructblip in params.yaml \(in Python: the preset.s image_encoder.path\)"):
         RSMoE(get_preset("paper-1b"))
 
 

@@ -118,8 +118,10 @@ def build_image_encoder(spec: ImageEncoderSpec, *, load_weights: bool = True) ->
 
 def _require_path(path: str | None, key: str, what: str) -> Path:
     if not path:
-        raise WeightsError(f"this preset needs a local {what} folder: set model.{key} in params.yaml")
+        raise WeightsError(f"this preset needs a local {what} folder: set model.instructblip in params.yaml "
+                           f"(in Python: the preset's {key})")
     folder = Path(path)
     if not (folder / "config.json").exists():
-        raise WeightsError(f"{folder}: not a Hugging Face {what} folder (no config.json); fix model.{key}")
+        raise WeightsError(f"{folder}: not a Hugging Face {what} folder (no config.json); fix model.instructblip "
+                           f"in params.yaml (the preset's {key})")
     return folder

@@ -35,11 +35,13 @@ def build_llm(spec: LLMSpec, *, load_weights: bool = True, cache: Path | str | N
         folder = smollm2_folder(cache)
     else:
         if not spec.path:
-            raise WeightsError("this preset needs a local LLM folder: set model.llm.path in params.yaml "
-                               "(a Hugging Face folder with config.json and safetensors weights)")
+            raise WeightsError("this preset needs a local LLM folder: set model.llm in params.yaml "
+                               "(a Hugging Face folder with config.json and safetensors weights; in Python: "
+                               "the preset's llm.path)")
         folder = Path(spec.path)
         if not (folder / "config.json").exists():
-            raise WeightsError(f"{folder}: not a Hugging Face model folder (no config.json); fix model.llm.path")
+            raise WeightsError(f"{folder}: not a Hugging Face model folder (no config.json); fix model.llm in "
+                               "params.yaml (the preset's llm.path)")
     model: PreTrainedModel = AutoModelForCausalLM.from_pretrained(
         folder, dtype=dtype, local_files_only=True, use_safetensors=True, trust_remote_code=False)
     return model, _tokenizer(folder)
