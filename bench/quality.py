@@ -95,21 +95,34 @@ def run_point(base: dict, scale: float, seed: int, work: Path) -> dict:
 
 
 def plot(points: list[dict], out: Path) -> None:
+    """Val CIDEr, theme accuracy and VQA average against training minutes: each run a dot, the
+    line through each scale's mean (over the seeds run)."""
+    import statistics
+
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    scales = sorted({p["scale"] for p in points})
+    by = {s: [p for p in points if p["scale"] == s] for s in scales}
+    mean = {s: {k: statistics.mean(p[k] for p in by[s]) for k in ("train_minutes", "CIDEr", "theme_accuracy",
+                                                                  "vqa_average")} for s in scales}
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
-    xs = [p["train_minutes"] for p in points]
-    a.plot(xs, [p["CIDEr"] for p in points], "o-", label="model (val CIDEr)")
+    xs = [mean[s]["train_minutes"] for s in scales]
+    for ax, keys in ((a, [("CIDEr", "o", "model (val CIDEr)")]),
+                     (b, [("theme_accuracy", "o", "theme accuracy %"), ("vqa_average", "s", "VQA average %")])):
+        for key, marker, label in keys:
+            line, = ax.plot(xs, [mean[s][key] for s in scales], marker + "-", label=label)
+            ax.scatter([p["train_minutes"] for p in points], [p[key] for p in points], s=14, alpha=0.5,
+                       color=line.get_color())
+        ax.set_xlabel("training minutes (2 CPU cores)")
     a.axhline(points[0]["best_baseline_CIDEr"], ls="--", c="gray", label=f"best baseline ({points[0]['best_baseline']})")
-    a.set_xlabel("training minutes (2 CPU cores)"); a.set_ylabel("val CIDEr"); a.legend(fontsize=8)
-    b.plot(xs, [p["theme_accuracy"] for p in points], "o-", label="theme accuracy %")
-    b.plot(xs, [p["vqa_average"] for p in points], "s-", label="VQA average %")
+    a.set_ylabel("val CIDEr")
     b.axhline(points[0]["vqa_majority_average"], ls="--", c="gray", label="VQA majority baseline")
-    b.set_xlabel("training minutes (2 CPU cores)"); b.set_ylim(0, 100); b.legend(fontsize=8)
+    b.set_ylim(0, 100)
     for ax in (a, b):
-        for p, x in zip(points, xs):
-            ax.annotate(f"{p['scale']:g}x", (x, ax.get_ylim()[0]), fontsize=7, ha="center", va="bottom")
+        ax.legend(fontsize=8)
+        for s, x in zip(scales, xs):
+            ax.annotate(f"{s:g}x", (x, ax.get_ylim()[0]), fontsize=7, ha="center", va="bottom")
     fig.tight_layout()
     fig.savefig(out, dpi=110)
 
@@ -121,13 +134,14 @@ def main() -> None:
     ap.add_argument("--params", default=str(ROOT / "params.yaml"))
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "quality.json"))
     ap.add_argument("--keep", action="store_true", help="keep the scratch folders (models, logs)")
+    ap.add_argument("--add-to", help="a quality.json of the same params: its points are kept, this run's added")
     args = ap.parse_args()
     base = yaml.safe_load(Path(args.params).read_text())
     if not (ROOT / base["paths"]["prepared"] / "captions.json").is_file():
         raise SystemExit("no prepared data: run `make run` (or `dvc repro prepare`) first")
     scratch = Path(tempfile.mkdtemp(prefix="rsmoe-quality-"))
     out = Path(args.out)
-    points: list[dict] = []
+    points: list[dict] = json.loads(Path(args.add_to).read_text())["points"] if args.add_to else []
     try:
         for seed in args.seeds:
             for scale in args.scales:
@@ -143,8 +157,7 @@ def main() -> None:
     finally:
         if not args.keep:
             shutil.rmtree(scratch, ignore_errors=True)
-    seed0 = sorted((p for p in points if p["seed"] == args.seeds[0]), key=lambda p: p["scale"])
-    plot(seed0, out.with_suffix(".png"))
+    plot(points, out.with_suffix(".png"))
     print(f"wrote {out} and {out.with_suffix('.png')}")
 
 

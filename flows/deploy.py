@@ -22,13 +22,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def start_server(port: int, timeout: float = 90) -> subprocess.Popen:
-    """`prefect server start` on 127.0.0.1:port; returns once /api/health answers."""
-    env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"}
+def start_server(port: int, timeout: float = 90, env: dict | None = None) -> subprocess.Popen:
+    """`prefect server start` on 127.0.0.1:port; returns once /api/health answers. The UI it
+    serves is told the same address (otherwise it calls 127.0.0.1:4200 whatever the port)."""
+    env = {**(os.environ if env is None else env), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
+           "PREFECT_SERVER_UI_API_URL": f"http://127.0.0.1:{port}/api"}
     prefect = Path(sys.executable).parent / "prefect"
     proc = subprocess.Popen([str(prefect) if prefect.exists() else "prefect", "server", "start",
                              "--host", "127.0.0.1", "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc.poll() is not None:
@@ -59,11 +61,15 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["PREFECT_API_URL"] = f"http://127.0.0.1:{args.port}/api"
         print(f"started a local Prefect server: export PREFECT_API_URL={os.environ['PREFECT_API_URL']}", flush=True)
     try:
+        from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
         from prefect.client.schemas.schedules import CronSchedule
 
         from flows.pipeline import pipeline
 
+        # one run at a time on this checkout (one params.yaml, one DVC workspace): a run started
+        # while another is running waits in the queue instead of racing it
         pipeline.serve(name="full", schedules=[CronSchedule(cron=args.cron or schedule.cron, timezone=schedule.timezone)],
+                       global_limit=ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE),
                        description="rsmoe: validate, prepare, train, evaluate, export (DVC stages)")
     finally:
         if server is not None:

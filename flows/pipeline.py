@@ -4,8 +4,8 @@ Every task is a thin wrapper around `dvc repro <stage>`, so Prefect and DVC shar
 definition (dvc.yaml) and one cache: a stage whose deps and params did not change is a no-op.
 
     python flows/pipeline.py                       # run the flow once (a temporary local Prefect server)
-    python flows/pipeline.py --experts 1           # paper Table V ablation (params.yaml is updated)
-    python flows/pipeline.py --strategy one-stage  # paper Table VII ablation
+    python flows/pipeline.py --experts 1           # paper Table V ablation, as a DVC experiment
+    python flows/pipeline.py --strategy one-stage  # paper Table VII ablation (`dvc exp show` lists both)
     python flows/pipeline.py --last-run            # the last run's outcome, failed stage and log tail
 
 Every run leaves a markdown artifact `rsmoe-run` (completed, or the failed stage with its last log
@@ -99,22 +99,50 @@ def stage_task(name: str):
 TASKS = tuple(stage_task(name) for name in STAGES)
 
 
+@task(name="experiment")
+def run_experiment(overrides: dict, name: str) -> str:
+    """The whole pipeline as a DVC experiment in a temporary copy of the checkout (`dvc exp run
+    --temp -S ...`): the workspace's params.yaml and outputs stay as they are, and `dvc exp show`
+    lists the run with its params and metrics (`dvc exp apply NAME` brings it into the workspace).
+    The converted weights and the feature cache are the workspace's (absolute paths), so the
+    temporary copy does not convert or encode anything again."""
+    import yaml
+
+    paths = yaml.safe_load((ROOT / "params.yaml").read_text())["paths"]
+    caches = {f"paths.{k}": str((ROOT / paths[k]).resolve()) for k in ("cache", "features")}
+    sets = [arg for k, v in {**caches, **overrides}.items() for arg in ("-S", f"{k}={v}")]
+    dvc("exp", "run", "--temp", "-n", name, *sets)
+    return name
+
+
 @flow(name="rsmoe", log_prints=True)
 def pipeline(preset: str | None = None, experts: int | None = None, strategy: str | None = None,
-             force: bool = False, push: bool = True) -> None:
+             force: bool = False, push: bool = True, experiment: str | None = None) -> None:
     """Run every stage in order through DVC.
 
-    preset / experts / strategy: when given, written into params.yaml first (as `dvc exp run -S`
-    does), so DVC reruns exactly the stages that read them: `experts=1` is paper Table V's
-    single-expert ablation, `strategy="one-stage"` Table VII's. force: rerun every stage even
-    when DVC finds it up to date. push: `dvc push` data and checkpoints to the default
-    DVC remote after a successful run.
+    preset / experts / strategy: when any is given, the run is a DVC experiment in a temporary
+    copy of the checkout (`dvc exp run --temp -S ...`, named `experiment` or after the flow run):
+    the workspace's params.yaml and outputs are left alone and `dvc exp show` lists the run with
+    its params and metrics. `experts=1` is paper Table V's single-expert ablation,
+    `strategy="one-stage"` Table VII's. Without them every stage runs in the workspace, skipped
+    by DVC when up to date. force: rerun every stage even when DVC finds it up to date. push:
+    `dvc push` data and checkpoints to the default DVC remote after a successful run.
     """
-    logger = get_run_logger()
+    from prefect.runtime import flow_run
+
     overrides = {k: v for k, v in (("model.preset", preset), ("model.experts", experts),
                                    ("train.strategy", strategy)) if v is not None}
-    for key, (old, new) in set_params(ROOT / "params.yaml", overrides).items():
-        logger.info("params.yaml: %s %r -> %r", key, old, new)
+    if overrides:
+        set_params(ROOT / "params.yaml", overrides, dry_run=True)  # a bad value fails here, named
+        name = experiment or f"flow-{flow_run.get_name() or 'run'}"
+        try:
+            run_experiment(overrides, name)
+        except Exception as exc:
+            run_status(f"failed: experiment `{name}`", [], overrides, str(exc))
+            raise
+        run_status(f"completed: experiment `{name}` (`dvc exp show`; `dvc exp apply {name}` to take it)",
+                   list(STAGES), overrides)
+        return
     done: list[str] = []
     for name, run_stage in zip(STAGES, TASKS):
         try:
@@ -152,6 +180,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--strategy", choices=("two-stage", "one-stage"))
     ap.add_argument("--force", action="store_true", help="rerun every stage")
     ap.add_argument("--no-push", action="store_true", help="do not `dvc push` the outputs afterwards")
+    ap.add_argument("--name", help="the DVC experiment's name (runs with --preset / --experts / --strategy)")
     ap.add_argument("--last-run", action="store_true",
                     help="print the last run's outcome (the `rsmoe-run` artifact: failed stage, last log lines) and exit")
     args = ap.parse_args(argv)
@@ -159,7 +188,7 @@ def main(argv: list[str] | None = None) -> None:
         print(last_run())
         return
     pipeline(preset=args.preset, experts=args.experts, strategy=args.strategy, force=args.force,
-             push=not args.no_push)
+             push=not args.no_push, experiment=args.name)
 
 
 if __name__ == "__main__":

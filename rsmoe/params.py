@@ -248,13 +248,13 @@ def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
     return parse_params(data, str(path))
 
 
-def set_params(path: str | Path, overrides: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+def set_params(path: str | Path, overrides: dict[str, Any], dry_run: bool = False) -> dict[str, tuple[Any, Any]]:
     """Write `section.key: value` overrides into a params file, keeping its comments and layout.
 
     The same change `dvc exp run -S section.key=value` makes to the workspace's params.yaml, so
     `dvc repro` then reruns exactly the stages that read the changed keys. The result is checked
-    before anything is written (an invalid value leaves the file as it was). Returns the keys
-    whose value changed, as key -> (old, new).
+    before anything is written (an invalid value leaves the file as it was); `dry_run` only
+    checks. Returns the keys whose value changed, as key -> (old, new).
     """
     from ruamel.yaml import YAML
 
@@ -277,7 +277,7 @@ def set_params(path: str | Path, overrides: dict[str, Any]) -> dict[str, tuple[A
             changed[dotted] = (node.get(leaf), value)
             node[leaf] = value
     parse_params(json.loads(json.dumps(doc)), f"{path} with {', '.join(f'{k}={v!r}' for k, v in overrides.items())}")
-    if changed:
+    if changed and not dry_run:
         tmp = path.with_name(f".{path.name}.tmp")
         with open(tmp, "w", encoding="utf-8") as f:
             rt.dump(doc, f)

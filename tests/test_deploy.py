@@ -4,6 +4,7 @@ repository: a real Prefect server on loopback, `flows/deploy.py` serving the dep
 stage; the flow pushed to the DVC remote, and after deleting the cache and outputs `dvc pull`
 brings the checkpoints back byte-identical."""
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -69,32 +70,50 @@ def project(tmp_path_factory):
     return root, repo, env
 
 
+def _ui_lists_the_deployment(port: int) -> None:
+    """The Prefect UI served on `port` (not 4200) reaches its API and lists the deployment `full`
+    (headless Chromium renders the page's JavaScript)."""
+    from rsmoe.evaluation.report import CHROMIUM_FLAGS, find_chromium
+
+    exe = find_chromium()
+    if exe is None:
+        if os.environ.get("RSMOE_REQUIRE_CHROMIUM") == "1":
+            pytest.fail("no Chromium on PATH, but RSMOE_REQUIRE_CHROMIUM=1")
+        return
+    url = f"http://127.0.0.1:{port}/deployments"
+    dom = ""
+    for _ in range(3):  # the UI's first load can outlast one virtual-time budget on a busy machine
+        with __import__("tempfile").TemporaryDirectory() as profile:
+            dom = subprocess.run([exe, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=20000",
+                                  "--dump-dom", url], capture_output=True, text=True, timeout=180).stdout
+        if ">full<" in dom:
+            break
+    assert "Can't connect to Server API" not in dom, dom[-2000:]
+    assert ">full<" in dom, dom[-2000:]
+
+
 def test_served_deployment_runs_then_is_a_no_op_and_outputs_round_trip_through_the_remote(project):
     root, repo, env = project
     port = _free_port()
     env = {**env, "PREFECT_API_URL": f"http://127.0.0.1:{port}/api"}
-    server = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                              cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True)
+    from flows.deploy import start_server
+
+    server = start_server(port, timeout=120, env=env)  # as `make serve` starts it, on a non-default port
     serve = None
     try:
-        from flows.deploy import start_server  # noqa: F401  (the module imports cleanly)
-
-        deadline = time.time() + 90
-        while time.time() < deadline:
-            if subprocess.run([str(BIN / "prefect"), "version"], env=env, capture_output=True).returncode == 0 and \
-                    subprocess.run(["curl", "-sf", f"http://127.0.0.1:{port}/api/health"], capture_output=True).returncode == 0:
-                break
-            time.sleep(1)
         serve = subprocess.Popen([sys.executable, "flows/deploy.py"], cwd=repo, env=env, stdout=subprocess.PIPE,
                                  stderr=subprocess.STDOUT, text=True, start_new_session=True)
         deadline = time.time() + 120  # until the deployment is registered
         while time.time() < deadline:
-            if subprocess.run([str(BIN / "prefect"), "deployment", "inspect", "rsmoe/full"], env=env,
-                              capture_output=True).returncode == 0:
+            inspect = subprocess.run([str(BIN / "prefect"), "deployment", "inspect", "rsmoe/full"], env=env,
+                                     capture_output=True, text=True)
+            if inspect.returncode == 0:
                 break
             assert serve.poll() is None, serve.stdout.read()
             time.sleep(2)
+        # one run at a time on this checkout, later ones queued
+        assert "'limit': 1" in inspect.stdout and "ENQUEUE" in inspect.stdout, inspect.stdout
+        _ui_lists_the_deployment(port)
 
         def run_deployment() -> str:
             return _sh([str(BIN / "prefect"), "deployment", "run", "rsmoe/full", "--watch", "--watch-timeout", "900"],
@@ -112,6 +131,39 @@ def test_served_deployment_runs_then_is_a_no_op_and_outputs_round_trip_through_t
         assert "Completed" in out, out
         assert {p: p.stat().st_mtime_ns for p in (repo / "metrics").glob("*.json")} == stamps
         assert (repo / "dvc.lock").read_text() == lock
+
+        # two overlapping runs with different parameters: each a DVC experiment in a temporary
+        # copy, queued one after the other by the deployment's limit; the workspace is untouched
+        workspace = (repo / "params.yaml").read_bytes()
+        for n in (1, 2):
+            _sh([str(BIN / "prefect"), "deployment", "run", "rsmoe/full", "-p", f"experts={n}",
+                 "-p", f"experiment=exp-n{n}"], repo, env)
+        deadline = time.time() + 900
+        while time.time() < deadline:
+            runs = _sh([str(BIN / "prefect"), "flow-run", "ls", "--limit", "10"], repo, env)
+            if runs.count("COMPLETED") >= 4 or "FAILED" in runs or "CRASHED" in runs:
+                break
+            time.sleep(5)
+        assert runs.count("COMPLETED") >= 4, runs
+        shown = json.loads(_sh(["dvc", "exp", "show", "--json"], repo, env).strip().splitlines()[-1])
+        found = {}
+
+        def walk(node):
+            if isinstance(node, dict):
+                if str(node.get("name", "")).startswith("exp-n") and node.get("data"):
+                    data = node["data"]
+                    found[node["name"]] = (data["params"]["params.yaml"]["data"]["model"]["experts"],
+                                           data["metrics"]["metrics/evaluate.json"]["data"]["experts"])
+                for v in node.values():
+                    walk(v)
+            elif isinstance(node, list):
+                for v in node:
+                    walk(v)
+
+        walk(shown)
+        assert found == {"exp-n1": (1, ["caption"]), "exp-n2": (2, ["theme", "details"])}, found
+        assert (repo / "params.yaml").read_bytes() == workspace
+        assert (repo / "dvc.lock").read_text() == lock
     finally:
         for proc in (serve, server):
             if proc is not None and proc.poll() is None:
@@ -123,8 +175,6 @@ def test_served_deployment_runs_then_is_a_no_op_and_outputs_round_trip_through_t
 
     # a Stage II parameter makes stage2 stale and nothing upstream (evaluate and export follow
     # once stage2's output changes)
-    import json
-
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["stage2"]["max_steps"] = 3
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

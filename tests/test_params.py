@@ -79,3 +79,16 @@ def test_set_params_changes_one_key_keeps_comments_and_rejects_bad_values(tmp_pa
     with pytest.raises(ParamsError, match="no section"):
         set_params(path, {"nosuch.key": 1})
     assert load_params(path).model.experts == 1  # a rejected value leaves the file as it was
+
+
+def test_set_params_dry_run_checks_without_writing(tmp_path):
+    """The flow checks a parameterised run's values this way before starting a DVC experiment."""
+    from rsmoe.params import ParamsError, set_params
+
+    path = tmp_path / "params.yaml"
+    path.write_text((REPO / "params.yaml").read_text())
+    before = path.read_bytes()
+    assert set_params(path, {"model.experts": 1}, dry_run=True) == {"model.experts": (3, 1)}
+    with pytest.raises(ParamsError, match="experts"):
+        set_params(path, {"model.experts": 7}, dry_run=True)
+    assert path.read_bytes() == before

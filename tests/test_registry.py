@@ -2,6 +2,7 @@
 import pkgutil
 from pathlib import Path
 
+import pytest
 import yaml
 
 import rsmoe.stages
@@ -63,20 +64,30 @@ def test_dvc_accepts_the_pipeline_file():
     assert [line.split()[0] for line in out.stdout.splitlines() if line.strip()] == list(STAGES)
 
 
-def test_flow_parameters_are_written_to_params_like_dvc_exp_run_set(monkeypatch, tmp_path):
+def test_flow_parameters_run_as_a_dvc_experiment_and_leave_params_alone(monkeypatch, tmp_path):
+    """With preset / experts / strategy the flow runs `dvc exp run --temp -S ...` (the workspace's
+    params.yaml untouched, the caches shared by absolute path); a bad value fails before DVC runs.
+    (The real experiment runs, two at once on a served deployment, are in test_deploy.)"""
     from prefect.testing.utilities import prefect_test_harness
 
     import flows.pipeline as fp
+    from rsmoe.params import ParamsError
 
     (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
+    before = (tmp_path / "params.yaml").read_bytes()
     monkeypatch.setattr(fp, "ROOT", tmp_path)
-    calls = []
-    monkeypatch.setattr(fp, "dvc_repro", lambda stage, force=False: calls.append(stage))
+    calls, repro = [], []
+    monkeypatch.setattr(fp, "dvc", lambda *args: calls.append(args))
+    monkeypatch.setattr(fp, "dvc_repro", lambda stage, force=False: repro.append(stage))
     with prefect_test_harness(server_startup_timeout=60):
-        fp.pipeline(experts=1, strategy="one-stage", push=False)
-    written = yaml.safe_load((tmp_path / "params.yaml").read_text())
-    assert written["model"]["experts"] == 1 and written["train"]["strategy"] == "one-stage"
-    assert calls == list(STAGES)
+        fp.pipeline(experts=1, strategy="one-stage", push=False, experiment="n1")
+        with pytest.raises(ParamsError, match="experts"):
+            fp.pipeline(experts=7, push=False)
+    assert calls == [("exp", "run", "--temp", "-n", "n1",
+                      "-S", f"paths.cache={(tmp_path / '.cache/rsmoe').resolve()}",
+                      "-S", f"paths.features={(tmp_path / '.cache/rsmoe/features').resolve()}",
+                      "-S", "model.experts=1", "-S", "train.strategy=one-stage")]
+    assert repro == [] and (tmp_path / "params.yaml").read_bytes() == before
 
 
 def test_work_pool_deployment_matches_the_served_one():

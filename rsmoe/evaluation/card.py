@@ -42,8 +42,9 @@ def _digest(path: Path) -> str:
 
 
 def model_card(params: Params, name: str, training: Mapping[str, Any] | None = None,
-               evaluation: Mapping[str, Any] | None = None) -> str:
-    """The card of model folder `name` (stage1, stage2, onnx) as markdown with YAML front matter."""
+               scores: str | None = None) -> str:
+    """The card of model folder `name` (stage1, stage2, onnx) as markdown with YAML front matter;
+    `scores`: the evaluation's markdown (`rsmoe.evaluation.scoring.scores_markdown`), when known."""
     m = params.model
     # the sections its stage reads (dvc.yaml), so a card never shows a setting that did not make it
     sections = {"model": params.model, "train": params.train, "stage1": params.stage1}
@@ -65,9 +66,8 @@ def model_card(params: Params, name: str, training: Mapping[str, Any] | None = N
         keep = ("steps", "epochs", "examples", "precision", "first_loss", "final_loss", "mean_loss_last_epoch", "mode")
         lines += ["## Training", "", *(f"- {k}: {training[k]}" for k in keep if k in training), ""]
     lines += ["## Evaluation", ""]
-    if evaluation:
-        from rsmoe.evaluation.scoring import scores_markdown  # pycocoevalcap & co: only when scores are shown
-        lines += [scores_markdown(evaluation).replace("# rsmoe:", "Split and model:", 1), ""]
+    if scores:
+        lines += [scores.replace("# rsmoe:", "Split and model:", 1), ""]
     else:
         lines += ["`evaluate` runs after this folder is written: its scores, beside the baselines, are in "
                   "`metrics/evaluate.json` (`rsmoe scores`), `reports/report.html` and the card of the "

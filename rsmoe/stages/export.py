@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from rsmoe.evaluation.card import model_card, write_card
+from rsmoe.evaluation.scoring import scores_markdown
 from rsmoe.export import check_parity, export_encoders
 from rsmoe.params import Params
 from rsmoe.stages import StageError
@@ -39,5 +40,5 @@ def run(params: Params) -> dict:
     scores = Path(params.paths.metrics) / "evaluate.json"
     training = Path(params.paths.metrics) / "stage2.json"
     write_card(out, model_card(params, "onnx", training=json.loads(training.read_text()) if training.is_file() else None,
-                               evaluation=json.loads(scores.read_text()) if scores.is_file() else None))
+                               scores=scores_markdown(json.loads(scores.read_text())) if scores.is_file() else None))
     return metrics
