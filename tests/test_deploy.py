@@ -73,19 +73,15 @@ def project(tmp_path_factory):
 def _ui_lists_the_deployment(port: int) -> None:
     """The Prefect UI served on `port` (not 4200) reaches its API and lists the deployment `full`
     (headless Chromium renders the page's JavaScript)."""
-    from rsmoe.evaluation.report import CHROMIUM_FLAGS, find_chromium
+    from chromium import dump_dom, find_chromium
 
-    exe = find_chromium()
-    if exe is None:
+    if find_chromium() is None:
         if os.environ.get("RSMOE_REQUIRE_CHROMIUM") == "1":
             pytest.fail("no Chromium on PATH, but RSMOE_REQUIRE_CHROMIUM=1")
         return
-    url = f"http://127.0.0.1:{port}/deployments"
     dom = ""
     for _ in range(3):  # the UI's first load can outlast one virtual-time budget on a busy machine
-        with __import__("tempfile").TemporaryDirectory() as profile:
-            dom = subprocess.run([exe, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=20000",
-                                  "--dump-dom", url], capture_output=True, text=True, timeout=180).stdout
+        dom = dump_dom(f"http://127.0.0.1:{port}/deployments")
         if ">full<" in dom:
             break
     assert "Can't connect to Server API" not in dom, dom[-2000:]

@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from chromium import ChromiumNotFound, find_chromium, render_png
 from rsmoe.evaluation import report
 from rsmoe.evaluation.captions import METRICS
 from rsmoe.evaluation.grounding import aggregate, ground
-from rsmoe.evaluation.report import (ASPECT_COLOURS, PLOT_FACE, ChromiumNotFound, Mark, ReportData, Sample, Segment,
-                                     caption_html, grounding_marks, render_png, sample_from_prediction,
+from rsmoe.evaluation.report import (ASPECT_COLOURS, PLOT_FACE, Mark, ReportData, Sample, Segment,
+                                     caption_html, grounding_marks, sample_from_prediction,
                                      segment_spans, write_report)
 
 DATA_URI = re.compile(r"data:image/png;base64,([A-Za-z0-9+/=]+)")
@@ -216,7 +217,7 @@ def near(pixels, colour, tol=3):
 
 
 def test_screenshot_shows_colours_marks_and_plot(tmp_path, data):
-    if report.find_chromium() is None:
+    if find_chromium() is None:
         message = "Chromium not installed (apt-get install -y chromium); the report is not rendered"
         if os.environ.get("RSMOE_REQUIRE_CHROMIUM") == "1":
             pytest.fail(message + ", but RSMOE_REQUIRE_CHROMIUM=1")

@@ -3,7 +3,6 @@
     data = ReportData(preset="tiny", experts=["theme", "objects", "relations"], strategy="two-stage",
                       date="2025-11-24", scores={"stage2": captions.score(...)}, vqa=vqa.accuracy(rows), ...)
     write_report(Path("reports/report.html"), data)
-    render_png(Path("reports/report.html"), Path("reports/report.png"))  # optional, needs Chromium
 
 Self-contained: the CSS is inline and every picture (sample thumbnails, the loss plot) is a
 base64 PNG data URI, so nothing is fetched when the file is opened, and no file path is written
@@ -34,9 +33,6 @@ import csv
 import html
 import io
 import itertools
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,14 +61,6 @@ MARK_STYLES: dict[str, tuple[str, str]] = {
     "vague_mismatch": ("underline dashed", "vague quantity that does not fit"),
 }
 THUMBNAIL = 256  # px, the longer side of a sample image
-
-CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-# --headless is Chromium's new headless mode (the default since 132); --no-sandbox because CI
-# and containers run as root; the rest keep it from phoning home and from showing scrollbars.
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--disable-quic",
-                  "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync")
-
 
 @dataclass(frozen=True)
 class Segment:
@@ -488,32 +476,3 @@ def write_report(out: Path, data: ReportData) -> Path:
 
 # ---------------------------------------------------------------------------------------------
 # Screenshot
-
-
-class ChromiumNotFound(RuntimeError):
-    pass
-
-
-def find_chromium() -> str | None:
-    return next((p for p in map(shutil.which, CHROMIUM_NAMES) if p), None)
-
-
-def render_png(html_file: Path, png: Path, width: int = 1200, height: int = 2400, timeout: float = 120) -> Path:
-    """Screenshot the top `width` x `height` CSS pixels of `html_file` with headless Chromium."""
-    exe = find_chromium()
-    if exe is None:
-        raise ChromiumNotFound(f"no Chromium on PATH (looked for {', '.join(CHROMIUM_NAMES)}); install it, "
-                               "e.g. `apt-get install -y chromium` on Debian")
-    html_file, png = Path(html_file).resolve(), Path(png).resolve()
-    if not html_file.is_file():
-        raise FileNotFoundError(f"{html_file} not found; write the report first (write_report)")
-    png.parent.mkdir(parents=True, exist_ok=True)
-    png.unlink(missing_ok=True)  # so a stale screenshot never passes for a new one
-    with tempfile.TemporaryDirectory(prefix="rsmoe-chromium-") as profile:
-        cmd = [exe, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}",
-               f"--screenshot={png}", html_file.as_uri()]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    if proc.returncode != 0 or not png.is_file():
-        tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
-        raise RuntimeError(f"{exe} exited {proc.returncode} without writing {png}:\n{tail}")
-    return png
