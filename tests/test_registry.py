@@ -99,3 +99,16 @@ def test_work_pool_deployment_matches_the_served_one():
     assert deployment["name"] == "full" and deployment["entrypoint"] == "flows/pipeline.py:pipeline"
     schedule = load_params(REPO / "params.yaml").schedule
     assert deployment["schedules"] == [{"cron": schedule.cron, "timezone": schedule.timezone}]
+
+
+@pytest.mark.parametrize("stage, needs", [("prepare", "validate"), ("propagate", "stage1"), ("stage2", "propagate"),
+                                          ("evaluate", "stage2"), ("export", "stage2")])
+def test_a_stage_run_before_its_input_exists_says_which_stage_to_run(tmp_path, stage, needs):
+    import sys
+    sys.path.insert(0, str(REPO / "tests"))
+    from train_fixtures import tiny_params
+
+    from rsmoe.stages import StageError, load
+
+    with pytest.raises(StageError, match=rf"not found; run `rsmoe stage {needs}` first"):
+        load(stage).run(tiny_params(tmp_path, paths={"validated": str(tmp_path / "validate")}))

@@ -27,7 +27,7 @@ from rsmoe.data.aspects import group_segments, split_caption
 from rsmoe.evaluation import baselines, captions, grounding, scoring, vqa
 from rsmoe.evaluation.predict import answer_questions, caption_images, karpathy_references, load_questions
 from rsmoe.params import Params
-from rsmoe.stages import StageError
+from rsmoe.stages import StageError, require
 from rsmoe.training.features import FrozenFeatures
 from rsmoe.training.stage import load_model
 
@@ -35,9 +35,7 @@ log = logging.getLogger("rsmoe")
 
 
 def _split_records(params: Params, split: str) -> list[dict]:
-    path = params.paths.prepared / "captions.json"
-    if not path.is_file():
-        raise StageError(f"{path} not found; run `rsmoe stage prepare` first")
+    path = require(params.paths.prepared / "captions.json", "prepare")
     records = [a for a in json.loads(path.read_text(encoding="utf-8"))["annotations"] if a.get("split") == split]
     if not records:
         raise StageError(f"{path}: no captions in split {split!r}; check prepare.splits")
@@ -87,8 +85,7 @@ def _report(params: Params, metrics: dict, scores: dict, predictions: list[dict]
 def run(params: Params) -> dict:
     ev = params.evaluate
     src = params.paths.models / "stage2"
-    if not (src / "config.json").is_file():
-        raise StageError(f"{src} not found; run `rsmoe stage stage2` first")
+    require(src / "config.json", "stage2")
     model = load_model(params, src)
     n = len(model.experts)
     features = FrozenFeatures(model, params.paths.features)

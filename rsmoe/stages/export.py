@@ -15,14 +15,13 @@ from rsmoe.evaluation.card import model_card, write_card
 from rsmoe.evaluation.scoring import scores_markdown
 from rsmoe.export import check_parity, export_encoders
 from rsmoe.params import Params
-from rsmoe.stages import StageError
+from rsmoe.stages import StageError, require
 from rsmoe.training.stage import load_model
 
 
 def run(params: Params) -> dict:
     src = params.paths.models / "stage2"
-    if not (src / "config.json").is_file():
-        raise StageError(f"{src} not found; run `rsmoe stage stage2` first")
+    require(src / "config.json", "stage2")
     model = load_model(params, src)
     out = Path(params.paths.onnx)
     sidecar = export_encoders(model, out, opset=params.export.opset)

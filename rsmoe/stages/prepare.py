@@ -10,13 +10,11 @@ from typing import Any
 from rsmoe.data.prepare import prepare
 from rsmoe.data.report import ValidationReport
 from rsmoe.params import Params
-from rsmoe.stages import StageError
+from rsmoe.stages import require
 
 
 def run(params: Params) -> dict[str, Any]:
-    report_path = params.paths.validated / "report.json"
-    if not report_path.is_file():
-        raise StageError(f"{report_path} not found; run `rsmoe stage validate` first")
+    report_path = require(params.paths.validated / "report.json", "validate")
     report = ValidationReport.from_json(report_path)
     stats = prepare(params.paths.raw, params.paths.prepared, params.prepare, captions=params.data.captions,
                     qa=params.data.qa, report=report, bands=params.data.bands)

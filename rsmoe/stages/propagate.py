@@ -8,14 +8,13 @@ from __future__ import annotations
 
 from rsmoe.model import STAGE1
 from rsmoe.params import Params
-from rsmoe.stages import StageError
+from rsmoe.stages import StageError, require
 from rsmoe.training.stage import load_model, write_metrics
 
 
 def run(params: Params) -> dict:
     src = params.paths.models / "stage1"
-    if not (src / "config.json").is_file():
-        raise StageError(f"{src} not found; run `rsmoe stage stage1` first")
+    require(src / "config.json", "stage1")
     model = load_model(params, src)
     propagated = params.train.strategy == "two-stage"
     if propagated:

@@ -11,7 +11,7 @@ import shutil
 
 from rsmoe.evaluation.card import model_card, write_card
 from rsmoe.params import Params
-from rsmoe.stages import StageError
+from rsmoe.stages import require
 from rsmoe.training.data import load_examples
 from rsmoe.training.features import FrozenFeatures
 from rsmoe.training.loop import is_main_process, run_training
@@ -20,8 +20,7 @@ from rsmoe.training.stage import digest, load_model, write_metrics
 
 def run(params: Params) -> dict:
     src = params.paths.models / "propagated"
-    if not (src / "config.json").is_file():
-        raise StageError(f"{src} not found; run `rsmoe stage propagate` first")
+    require(src / "config.json", "propagate")
     model = load_model(params, src)
     mode = "stage2" if params.train.strategy == "two-stage" else "one-stage"
     model.set_stage(mode)
