@@ -61,7 +61,7 @@ def bench_stage1(params, examples, steps: int, work: Path, precision: str) -> di
     from rsmoe.model import RSMoE
     from rsmoe.params import StageTrainParams
     from rsmoe.training.features import FrozenFeatures
-    from rsmoe.training.loop import _step_examples, plan, run_training
+    from rsmoe.training.loop import step_examples, plan, run_training
     from rsmoe.training.stage import preset_from
 
     model = RSMoE(preset_from(params), cache=params.paths.cache)
@@ -80,7 +80,7 @@ def bench_stage1(params, examples, steps: int, work: Path, precision: str) -> di
     timed = out["history"][1:]  # step 1 warms up allocators and caches
     p = plan(len(examples), params.train, stage)
     model.train()
-    flops = [step_flops(model, forward, _step_examples(examples, r["step"] - 1, p, params.train.seed)) for r in timed]
+    flops = [step_flops(model, forward, step_examples(examples, r["step"] - 1, p, params.train.seed)) for r in timed]
     seconds = sum(r["step_s"] for r in timed)
     return {"steps": len(timed), "tokens": sum(r["tokens"] for r in timed), "seconds": round(seconds, 3),
             "tokens_per_s": round(sum(r["tokens"] for r in timed) / seconds, 1),

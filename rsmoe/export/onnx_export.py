@@ -42,7 +42,7 @@ from rsmoe.data.images import load_rgb
 from rsmoe.errors import InputError
 from rsmoe.export.ort import (IMAGE_GRAPH, PARITY, SIDECAR, TOKENIZER, VLM_GRAPH, read_sidecar, run,
                               session, tokenize)
-from rsmoe.model.checkpoint import _fingerprint
+from rsmoe.model.checkpoint import fingerprint
 from rsmoe.model.presets import DEFAULT_INSTRUCTION
 
 log = logging.getLogger("rsmoe")
@@ -182,7 +182,7 @@ def _describe(path: Path, weights) -> dict:
                  "dtype": onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type).name,
                  "shape": [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]} for v in values]
 
-    return {"file": path.name, "sha256": _sha256(path), "weights_fingerprint": _fingerprint(weights),
+    return {"file": path.name, "sha256": _sha256(path), "weights_fingerprint": fingerprint(weights),
             "inputs": io(graph.input), "outputs": io(graph.output)}
 
 

@@ -36,7 +36,7 @@ class ModelFolderError(InputError):
     """A model folder that is missing a part or does not fit the model it describes."""
 
 
-def _fingerprint(tensors: Iterable[tuple[str, torch.Tensor]]) -> str | None:
+def fingerprint(tensors: Iterable[tuple[str, torch.Tensor]]) -> str | None:
     """sha256 over names, shapes and ~256 evenly spaced values of every tensor (fast on 135 M)."""
     h = hashlib.sha256()
     for name, t in tensors:
@@ -51,8 +51,11 @@ def _fingerprint(tensors: Iterable[tuple[str, torch.Tensor]]) -> str | None:
 def fingerprints(model) -> dict[str, str | None]:
     vlm_base = [(n, p) for n, p in model.vlm.named_parameters() if vlm_group(n) == "qformer_base"]
     llm_base = [(n, p) for n, p in model.llm.named_parameters() if "lora_" not in n]
-    return {"image_encoder": _fingerprint(model.image_encoder.state_dict().items()),
-            "qformer_base": _fingerprint(vlm_base), "llm_base": _fingerprint(llm_base)}
+    return {"image_encoder": fingerprint(model.image_encoder.state_dict().items()),
+            "qformer_base": fingerprint(vlm_base), "llm_base": fingerprint(llm_base)}
+
+
+STAGE1 = "stage1"  # the Stage I LLM adapter, later propagated into every expert
 
 
 def vlm_group(name: str) -> str:
@@ -68,7 +71,6 @@ def vlm_state(model) -> dict[str, torch.Tensor]:
 
 def save_model(model, folder: Path) -> Path:
     """Write the folder next to its final place, then swap it in (a crash leaves the old one)."""
-    from rsmoe.model.rsmoe import STAGE1
     with swapped_folder(folder) as tmp:
         _write(model, tmp, [STAGE1, *model.experts])
     return Path(folder)
@@ -170,7 +172,6 @@ def _read(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _load_adapters(model, root: Path, listed: list[str]) -> None:
-    from rsmoe.model.rsmoe import STAGE1
     expected = [STAGE1, *model.experts]
     if sorted(listed) != sorted(expected):
         raise ModelFolderError(root.parent / "config.json", f"lists adapters {listed}, the preset has {expected}",

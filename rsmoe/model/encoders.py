@@ -103,7 +103,7 @@ def build_image_encoder(spec: ImageEncoderSpec, *, load_weights: bool = True) ->
     # eva-vit-g: the InstructBLIP vision tower
     from transformers import InstructBlipVisionConfig, InstructBlipVisionModel
     if load_weights:
-        folder = _require_path(spec.path, "image_encoder.path", "InstructBLIP")
+        folder = require_path(spec.path, "image_encoder.path", "InstructBLIP")
         cfg = InstructBlipVisionConfig(**json.loads((folder / "config.json").read_text())["vision_config"])
         model = InstructBlipVisionModel(cfg)
         model.load_state_dict(read_prefixed(folder, "vision_model."), strict=True)
@@ -116,7 +116,7 @@ def build_image_encoder(spec: ImageEncoderSpec, *, load_weights: bool = True) ->
     return ImageEncoder(spec, model, cfg.hidden_size, tokens)
 
 
-def _require_path(path: str | None, key: str, what: str) -> Path:
+def require_path(path: str | None, key: str, what: str) -> Path:
     if not path:
         raise WeightsError(f"this preset needs a local {what} folder: set model.instructblip in params.yaml "
                            f"(in Python: the preset's {key})")

@@ -21,7 +21,7 @@ from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft
 from PIL import Image
 from torch import nn
 
-from rsmoe.model.checkpoint import vlm_group
+from rsmoe.model.checkpoint import STAGE1, vlm_group
 from rsmoe.model.encoders import build_image_encoder, preprocess
 from rsmoe.model.experts import mixed_adapters, separate_copies, stacked_adapters
 from rsmoe.model.llm import build_llm
@@ -29,7 +29,6 @@ from rsmoe.model.presets import DEFAULT_INSTRUCTION, EXPERT_INSTRUCTIONS, LLM_LO
 from rsmoe.model.router import InstructionRouter
 from rsmoe.model.vlm import VLMEncoder, qformer_tokenizer, tokenize_instructions
 
-STAGE1 = "stage1"  # the Stage I LLM adapter, later propagated into every expert
 TRAINING_MODES = ("stage1", "stage2", "one-stage", "frozen")
 IGNORE = -100
 

@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from torch import nn
 from transformers import AutoTokenizer, InstructBlipQFormerConfig, InstructBlipQFormerModel
 
-from rsmoe.model.encoders import _require_path, read_prefixed
+from rsmoe.model.encoders import require_path, read_prefixed
 from rsmoe.model.presets import QFORMER_LORA_TARGETS, LoraSpec, QFormerSpec
 from rsmoe.model.weights import WeightsError, minilm_folder
 
@@ -34,7 +34,7 @@ class VLMEncoder(nn.Module):
         if load_weights and spec.init == "minilm":
             _load_minilm(self.qformer)
         elif load_weights and spec.init == "instructblip":
-            folder = _require_path(spec.path, "qformer.path", "InstructBLIP")
+            folder = require_path(spec.path, "qformer.path", "InstructBLIP")
             self.qformer.load_state_dict(read_prefixed(folder, "qformer."), strict=True)
             self.query_tokens.data.copy_(read_prefixed(folder, "query_tokens")[""])
 
@@ -76,7 +76,7 @@ class VLMEncoder(nn.Module):
 
 def _qformer_config(spec: QFormerSpec, image_dim: int) -> InstructBlipQFormerConfig:
     if spec.init == "instructblip" and spec.path:
-        folder = _require_path(spec.path, "qformer.path", "InstructBLIP")
+        folder = require_path(spec.path, "qformer.path", "InstructBLIP")
         cfg = json.loads((folder / "config.json").read_text())["qformer_config"]
         return InstructBlipQFormerConfig(**{**cfg, "encoder_hidden_size": image_dim})
     return InstructBlipQFormerConfig(

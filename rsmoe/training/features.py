@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from rsmoe.data.images import load_rgb
-from rsmoe.model.checkpoint import _fingerprint, vlm_state
+from rsmoe.model.checkpoint import fingerprint, vlm_state
 
 
 def _sha(*parts: str) -> str:
@@ -60,7 +60,7 @@ class FrozenFeatures:
     def __init__(self, model, root: Path):
         self.model = model
         spec = model.preset.image_encoder.model_dump_json()
-        self.images = FeatureStore(Path(root) / f"image-{_sha(spec, str(_fingerprint(model.image_encoder.state_dict().items())))}")
+        self.images = FeatureStore(Path(root) / f"image-{_sha(spec, str(fingerprint(model.image_encoder.state_dict().items())))}")
         self.encoded_images = 0  # images that went through the image encoder (cache misses)
         self._hashes: dict[Path, str] = {}
         self._vlm: FeatureStore | None = None
@@ -105,7 +105,7 @@ class FrozenFeatures:
     def freeze_vlm(self) -> None:
         """From now on the VLM encoder is frozen: cache F_VLM too, under its weights' identity."""
         ident = _sha(self.images.root.name, self.model.preset.qformer.model_dump_json(),
-                     json.dumps(sorted((k, str(_fingerprint([(k, v)]))) for k, v in vlm_state(self.model).items())))
+                     json.dumps(sorted((k, str(fingerprint([(k, v)]))) for k, v in vlm_state(self.model).items())))
         self._vlm = FeatureStore(self._root / f"vlm-{ident}")
 
     def vlm_features(self, paths: Sequence[Path], instructions: Sequence[str]) -> torch.Tensor:

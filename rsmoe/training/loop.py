@@ -69,7 +69,7 @@ def plan(n_examples: int, train: TrainParams, stage: StageTrainParams) -> Plan:
     return Plan(steps_per_epoch, total, warmup, per_step)
 
 
-def _step_examples(examples: Sequence, step: int, p: Plan, seed: int) -> list:
+def step_examples(examples: Sequence, step: int, p: Plan, seed: int) -> list:
     """The examples of optimiser step `step`: a slice of epoch (step // steps_per_epoch)'s permutation."""
     epoch, j = divmod(step, p.steps_per_epoch)
     order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(seed * 1000 + epoch))
@@ -127,7 +127,7 @@ def run_training(model: torch.nn.Module, examples: Sequence, forward: Callable, 
     bar = tqdm(total=p.total_steps, initial=start, desc=name, unit="step", disable=not progress)
     for step in range(start, p.total_steps):
         t0 = time.perf_counter()
-        batch = _step_examples(examples, step, p, train.seed)
+        batch = step_examples(examples, step, p, train.seed)
         micro = [batch[i:i + train.batch_size] for i in range(0, len(batch), train.batch_size)]
         loss_sum, tokens, parts = 0.0, 0, {}
         for mb in micro:

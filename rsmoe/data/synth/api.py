@@ -20,7 +20,7 @@ from rsmoe.data.synth.constants import (
     PNG_COMPRESS_LEVEL,
     THEMES,
 )
-from rsmoe.data.synth.context import _finish
+from rsmoe.data.synth.context import finish_scene
 from rsmoe.data.synth.themes import THEME_LAYOUTS
 
 
@@ -64,7 +64,7 @@ def render_scene(index: int, seed: int = 0, min_size: int = 1024,
     gsd = round(float(rng.uniform(*GSD_RANGE[theme])), 3)
     cv = Canvas(rng, w, h, gsd)
     THEME_LAYOUTS[theme](cv)
-    arr, objects = _finish(cv), cv.objects
+    arr, objects = finish_scene(cv), cv.objects
     for _ in range(int(rng.integers(4))):  # layouts are drawn 'north up'; turn them for variety
         arr, objects = _rot90(arr, objects)
     label = DotaLabel([_headless_first(o) for o in objects], IMAGESOURCE, gsd)

@@ -11,7 +11,7 @@ from PIL import Image, ImageFilter
 from rsmoe.data.records import Point
 from rsmoe.data.synth.canvas import Canvas, Frame
 from rsmoe.data.synth.constants import BOX, CELL, FLAT_ROOF, GROUND, PAVED, RGB, ROOF
-from rsmoe.data.synth.painters import _lines
+from rsmoe.data.synth.painters import paint_lines
 
 
 def _noise(rng: np.random.Generator, h: int, w: int, cell: int) -> np.ndarray:
@@ -32,7 +32,7 @@ def _ground(cv: Canvas, a: RGB, b: RGB, grain: float = 0.08) -> None:
     cv.img.paste(Image.fromarray(np.clip(col, 0, 255).astype(np.uint8)))
 
 
-def _finish(cv: Canvas) -> np.ndarray:
+def finish_scene(cv: Canvas) -> np.ndarray:
     """Sensor look: slight blur, brightness drifting over the scene, pixel noise. (h, w, 3) uint8."""
     rng, h, w = cv.rng, cv.h, cv.w
     arr = np.asarray(cv.img.filter(ImageFilter.GaussianBlur(0.6)), np.float32)
@@ -109,7 +109,7 @@ def _parking_lot(cv: Canvas, lot: Frame, fill: float, large: bool = False) -> No
     a0 = -cols * slot_w / 2
     for p in range(pairs):
         mid = -used / 2 + p * (2 * slot_len + aisle) + slot_len  # the line the noses point to
-        _lines(cv, lot, [(a0, mid, -a0, mid)] + [(a0 + k * slot_w, mid - slot_len, a0 + k * slot_w,
+        paint_lines(cv, lot, [(a0, mid, -a0, mid)] + [(a0 + k * slot_w, mid - slot_len, a0 + k * slot_w,
                                                    mid + slot_len) for k in range(cols + 1)],
                fill=(210, 210, 200))
         for side in (-1, 1):

@@ -142,7 +142,7 @@ def _ship(cv: Canvas, f: Frame) -> None:
     cv.poly(f.rect(-0.42 * W, 0.34 * L, 0.42 * W, 0.44 * L), (235, 235, 232))  # bridge house
 
 
-def _lines(cv: Canvas, f: Frame, segs: Sequence[Sequence[float]], fill=(235, 235, 230),
+def paint_lines(cv: Canvas, f: Frame, segs: Sequence[Sequence[float]], fill=(235, 235, 230),
            width: int = 1) -> None:
     """Court markings: segments (a0, b0, a1, b1) in local metres."""
     for a0, b0, a1, b1 in segs:
@@ -177,7 +177,7 @@ def _baseball_diamond(cv: Canvas, f: Frame) -> None:
     cv.poly(f.pts(diamond), cv.tone((90, 150, 66)))
     cv.poly(f.circle(*(home + mound), 2.8), (186, 128, 88))
     cv.poly(f.circle(*home, 4.0), (186, 128, 88))
-    _lines(cv, f, [(*home, *(home + (S - 4) * ray[0])), (*home, *(home + (S - 4) * ray[-1]))])
+    paint_lines(cv, f, [(*home, *(home + (S - 4) * ray[0])), (*home, *(home + (S - 4) * ray[-1]))])
     for corner in ([base, 0], [base, -base], [0, -base]):
         cv.poly(f.circle(*(home + corner), 0.6, 6), (240, 240, 235))
 
@@ -188,11 +188,11 @@ def _tennis_court(cv: Canvas, f: Frame) -> None:
                             ((170, 88, 62), (178, 96, 68)), ((70, 125, 90), (55, 95, 150))))
     cv.poly(f.rect(-hw, -hl, hw, hl), cv.tone(outer, 4))
     cv.poly(f.rect(-5.49, -11.89, 5.49, 11.89), cv.tone(inner, 4))
-    _lines(cv, f, [(-5.49, -11.89, 5.49, -11.89), (-5.49, 11.89, 5.49, 11.89),
+    paint_lines(cv, f, [(-5.49, -11.89, 5.49, -11.89), (-5.49, 11.89, 5.49, 11.89),
                    (-5.49, -11.89, -5.49, 11.89), (5.49, -11.89, 5.49, 11.89),
                    (-4.12, -11.89, -4.12, 11.89), (4.12, -11.89, 4.12, 11.89),
                    (-4.12, -6.4, 4.12, -6.4), (-4.12, 6.4, 4.12, 6.4), (0, -6.4, 0, 6.4)])
-    _lines(cv, f, [(-6.4, 0, 6.4, 0)], fill=(40, 40, 40))  # net
+    paint_lines(cv, f, [(-6.4, 0, 6.4, 0)], fill=(40, 40, 40))  # net
 
 
 def _basketball_court(cv: Canvas, f: Frame) -> None:
@@ -209,7 +209,7 @@ def _basketball_court(cv: Canvas, f: Frame) -> None:
         cv.draw.line(f.pts(arc), fill=(235, 235, 230), width=1)
     cv.outline(f.rect(-7.5, -14, 7.5, 14), (235, 235, 230))
     cv.outline(f.circle(0, 0, 1.8, 16), (235, 235, 230))
-    _lines(cv, f, [(-7.5, 0, 7.5, 0)])
+    paint_lines(cv, f, [(-7.5, 0, 7.5, 0)])
 
 
 def _stadium(f: Frame, hl: float, hw: float, n: int = 20) -> list[Point]:
@@ -231,7 +231,7 @@ def _ground_track_field(cv: Canvas, f: Frame) -> None:
     for k in range(-4, 4, 2):
         cv.poly(f.rect(-pw, k * ph / 4, pw, (k + 1) * ph / 4), (0, 0, 0, 14))
     cv.outline(f.rect(-pw, -ph, pw, ph), (232, 232, 228))
-    _lines(cv, f, [(-pw, 0, pw, 0)], fill=(232, 232, 228))
+    paint_lines(cv, f, [(-pw, 0, pw, 0)], fill=(232, 232, 228))
     cv.outline(f.circle(0, 0, 9.15, 24), (232, 232, 228))
 
 
@@ -246,7 +246,7 @@ def _soccer_ball_field(cv: Canvas, f: Frame) -> None:
     lh, lw = hl - 2.0, hw - 2.0
     white = (236, 236, 232)
     cv.outline(f.rect(-lw, -lh, lw, lh), white)
-    _lines(cv, f, [(-lw, 0, lw, 0)], fill=white)
+    paint_lines(cv, f, [(-lw, 0, lw, 0)], fill=white)
     cv.outline(f.circle(0, 0, 9.15, 24), white)
     for s in (-1, 1):
         cv.outline(f.rect(-20.16, s * lh, 20.16, s * (lh - 16.5)), white)
@@ -261,7 +261,7 @@ def _swimming_pool(cv: Canvas, f: Frame) -> None:
     cv.poly(f.rect(-hw + 0.5, -hl + 0.5, hw - 0.5, hl - 0.5), water)
     if f.width >= 12:  # lanes along the length
         lanes = int(f.width // 2.5)
-        _lines(cv, f, [(a, -hl + 2, a, hl - 2) for a in np.linspace(-hw, hw, lanes + 1)[1:-1]],
+        paint_lines(cv, f, [(a, -hl + 2, a, hl - 2) for a in np.linspace(-hw, hw, lanes + 1)[1:-1]],
                fill=cv.shade(water, 0.7))
 
 
@@ -288,7 +288,7 @@ def _pier(cv: Canvas, f: Frame) -> None:
         for a in (-hw + 1.0, hw - 1.0):
             cv.poly(f.circle(a, b, 0.5, 6), (60, 60, 60))
     if hw > 8:  # rail tracks along the pier
-        _lines(cv, f, [(a, -hl + 3, a, hl) for a in (-1.5, 1.5)], fill=cv.shade(deck, 0.7))
+        paint_lines(cv, f, [(a, -hl + 3, a, hl) for a in (-1.5, 1.5)], fill=cv.shade(deck, 0.7))
 
 
 def _bridge(cv: Canvas, f: Frame) -> None:
@@ -298,7 +298,7 @@ def _bridge(cv: Canvas, f: Frame) -> None:
     cv.poly(f.rect(-hw + 1.5, -hl, hw - 1.5, hl), cv.tone((92, 92, 95), 3))
     cv.dashes(*f.pts([(0, -hl), (0, hl)]), fill=(225, 225, 215), dash_m=3, gap_m=5)
     for b in np.arange(-hl + 15, hl - 5, 30.0):  # expansion joints
-        _lines(cv, f, [(-hw + 1.5, b, hw - 1.5, b)], fill=(70, 70, 72))
+        paint_lines(cv, f, [(-hw + 1.5, b, hw - 1.5, b)], fill=(70, 70, 72))
 
 
 def _container_crane(cv: Canvas, f: Frame) -> None:
@@ -316,7 +316,7 @@ def _container_crane(cv: Canvas, f: Frame) -> None:
     for p in frame:
         cv.poly(p, colour)
     cv.poly(boom, cv.shade(colour, 0.95))
-    _lines(cv, f, [(-1.8, b, 1.8, b) for b in np.arange(-hl + 2, hl, 3.0)],
+    paint_lines(cv, f, [(-1.8, b, 1.8, b) for b in np.arange(-hl + 2, hl, 3.0)],
            fill=cv.shade(colour, 0.6))  # lattice of the boom
     cv.poly(f.rect(-3.5, landside + 0.03 * L, 3.5, landside + 0.14 * L), (225, 225, 222))
 
