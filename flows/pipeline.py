@@ -74,7 +74,7 @@ def summary() -> str:
 def run_status(outcome: str, done: list[str], overrides: dict, detail: str = "") -> None:
     """A markdown artifact `rsmoe-run` on every run, success or failure: the outcome, the stages
     that finished, the parameters set, and for a failure the failed command's last log lines, so
-    a failed scheduled run is readable with `prefect artifact inspect rsmoe-run` (no UI)."""
+    a failed scheduled run is readable without the UI (`python flows/pipeline.py --last-run`)."""
     from prefect.runtime import flow_run
 
     lines = [f"# rsmoe run {flow_run.get_name() or ''}: {outcome}", "",
@@ -126,7 +126,8 @@ def pipeline(preset: str | None = None, experts: int | None = None, strategy: st
     its params and metrics. `experts=1` is paper Table V's single-expert ablation,
     `strategy="one-stage"` Table VII's. Without them every stage runs in the workspace, skipped
     by DVC when up to date. force: rerun every stage even when DVC finds it up to date. push:
-    `dvc push` data and checkpoints to the default DVC remote after a successful run.
+    `dvc push` data and checkpoints to the default DVC remote after a successful run (plain runs;
+    an experiment is shared with `dvc exp push`).
     """
     from prefect.runtime import flow_run
 

@@ -70,6 +70,16 @@ def project(tmp_path_factory):
     return root, repo, env
 
 
+def _flow_run_states(port: int) -> list[str]:
+    import urllib.request
+
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/api/flow_runs/filter", method="POST",
+                                     data=json.dumps({"limit": 50, "offset": 0}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return [run["state_type"] for run in json.loads(response.read())]
+
+
 def _ui_lists_the_deployment(port: int) -> None:
     """The Prefect UI served on `port` (not 4200) reaches its API and lists the deployment `full`
     (headless Chromium renders the page's JavaScript)."""
@@ -135,12 +145,12 @@ def test_served_deployment_runs_then_is_a_no_op_and_outputs_round_trip_through_t
             _sh([str(BIN / "prefect"), "deployment", "run", "rsmoe/full", "-p", f"experts={n}",
                  "-p", f"experiment=exp-n{n}"], repo, env)
         deadline = time.time() + 900
-        while time.time() < deadline:
-            runs = _sh([str(BIN / "prefect"), "flow-run", "ls", "--limit", "10"], repo, env)
-            if runs.count("COMPLETED") >= 4 or "FAILED" in runs or "CRASHED" in runs:
+        while time.time() < deadline:  # the server's REST API: Prefect 3.8's `flow-run ls` sends a filter it rejects
+            states = _flow_run_states(port)
+            if states.count("COMPLETED") >= 4 or {"FAILED", "CRASHED"} & set(states):
                 break
             time.sleep(5)
-        assert runs.count("COMPLETED") >= 4, runs
+        assert states.count("COMPLETED") >= 4, states
         shown = json.loads(_sh(["dvc", "exp", "show", "--json"], repo, env).strip().splitlines()[-1])
         found = {}
 
@@ -148,8 +158,9 @@ def test_served_deployment_runs_then_is_a_no_op_and_outputs_round_trip_through_t
             if isinstance(node, dict):
                 if str(node.get("name", "")).startswith("exp-n") and node.get("data"):
                     data = node["data"]
+                    evaluated = data["metrics"]["metrics/evaluate.json"]["data"]  # DVC keeps the numbers
                     found[node["name"]] = (data["params"]["params.yaml"]["data"]["model"]["experts"],
-                                           data["metrics"]["metrics/evaluate.json"]["data"]["experts"])
+                                           isinstance(evaluated["captions"]["CIDEr"], float))
                 for v in node.values():
                     walk(v)
             elif isinstance(node, list):
@@ -157,7 +168,7 @@ def test_served_deployment_runs_then_is_a_no_op_and_outputs_round_trip_through_t
                     walk(v)
 
         walk(shown)
-        assert found == {"exp-n1": (1, ["caption"]), "exp-n2": (2, ["theme", "details"])}, found
+        assert found == {"exp-n1": (1, True), "exp-n2": (2, True)}, found
         assert (repo / "params.yaml").read_bytes() == workspace
         assert (repo / "dvc.lock").read_text() == lock
     finally:
