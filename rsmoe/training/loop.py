@@ -3,7 +3,7 @@
 - AdamW + warm-up + cosine decay from params.yaml (`train`, `stage1` / `stage2`: a stage's own
   lr when set, the VLM encoder at `train.image_path_lr` when set), gradient accumulation,
   gradient clipping; bf16 autocast on GPUs and on CPUs with native bf16 matmul (AVX512-BF16 or
-  AMX: ~1.8x faster small-preset steps, `python bench/train.py`); seeded and deterministic on CPU.
+  AMX: small-preset steps 1.8-2.7x faster here, `python bench/train.py`); seeded and deterministic on CPU.
 - The data order of epoch e is a permutation drawn from (seed, e), so the position in the data
   is just the optimiser step: resuming needs no sampler state.
 - Every `checkpoint_every` steps the trainable weights, the optimiser (safetensors), the
