@@ -275,15 +275,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions that explain a user's mistake (bad input, missing file, wrong params): the
+    CLI prints them as one message and exits 2; anything else is a bug and keeps its traceback.
+    Imported here, at the top of the package, so that `rsmoe.errors` imports nothing of it."""
+    from rsmoe.errors import InputError
+    from rsmoe.model.weights import WeightsError
+    from rsmoe.params import ParamsError
+    from rsmoe.stages import StageError
+
+    return (InputError, ParamsError, StageError, WeightsError, FileNotFoundError)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    from rsmoe.errors import user_errors
-
     try:
         return args.fn(args)
-    except user_errors() as err:  # expected, explained failures: no traceback, just the message
+    except _user_errors() as err:  # expected, explained failures: no traceback, just the message
         print(f"rsmoe {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -1,8 +1,9 @@
 """Errors that explain a user's mistake (bad input, missing file, wrong params).
 
 `InputError` is the base of every bad-input error: it names the file, the record when there is
-one, the problem and the fix. The CLI prints `USER_ERRORS` as one message and exits 2 instead
-of showing a traceback; anything else is a bug and keeps its traceback.
+one, the problem and the fix. The CLI (`rsmoe.cli`) prints it, and the other user errors, as one
+message and exits 2 instead of showing a traceback; anything else is a bug and keeps its traceback.
+This module imports nothing from the package: every layer may raise its errors.
 """
 from __future__ import annotations
 
@@ -18,10 +19,3 @@ class InputError(ValueError):
     def where(self) -> str:
         return self.path if self.record is None else f"{self.path}: {self.record}"
 
-
-def user_errors() -> tuple[type[BaseException], ...]:
-    from rsmoe.model.weights import WeightsError
-    from rsmoe.params import ParamsError
-    from rsmoe.stages import StageError
-
-    return (InputError, ParamsError, StageError, WeightsError, FileNotFoundError)

@@ -58,12 +58,6 @@ class DataParams(Section):
     bands: tuple[int, int, int] = (0, 1, 2)  # which bands of a multi-band image are R, G, B
 
 
-QA_TYPES: tuple[str, ...] = (
-    "presence", "quantity", "color", "ab_position", "re_position", "area_comp", "road_ori",
-    "image", "scene", "reasoning",
-)
-
-
 class ValidateParams(Section):
     """Thresholds of the Great Expectations suites (`rsmoe stage validate`)."""
 
@@ -126,6 +120,10 @@ class TrainParams(Section):
     # RSIEval-format QA pairs of each train image trained on as examples of their own (RSGPT /
     # GeoChat style instruction tuning); 0 keeps the paper's zero-shot VQA
     qa_per_image: int = Field(0, ge=0)
+    # weight of the content loss (rsmoe/training/content.py) where the image path trains: linear
+    # read-outs of the query outputs predict the crop's scene type and object counts from its
+    # annotations (training only; nothing is added to the saved model); 0: off, the paper's loss
+    content_loss: float = Field(0.0, ge=0)
     checkpoint_every: int = Field(25, ge=1)  # optimiser steps between resumable checkpoints
     # auto: bf16 autocast on a GPU and on a CPU with native bf16 (AVX512-BF16 / AMX), else fp32
     mixed_precision: Literal["auto", "no", "bf16"] = "auto"

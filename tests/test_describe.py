@@ -22,7 +22,7 @@ from rsmoe.data.describe import (
     parse_number,
 )
 from rsmoe.data.records import ASPECTS, DOTA_V15_CLASSES, CropObject
-from rsmoe.params import QA_TYPES as PARAMS_QA_TYPES
+from rsmoe.data.records import QA_TYPES as RECORD_QA_TYPES
 
 CROP = 512
 COLOURS = ("white", "gray", "black", "red", "blue", "yellow", "green", "orange", "brown")
@@ -296,5 +296,5 @@ def test_qa_answers_are_true():
 
 
 def test_qa_types_are_rsieval_types():
-    assert QA_TYPES is PARAMS_QA_TYPES
+    assert QA_TYPES is RECORD_QA_TYPES
     assert set(GENERATED_QA_TYPES) == set(QA_TYPES) - {"road_ori", "reasoning"}

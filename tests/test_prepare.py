@@ -10,7 +10,8 @@ from rsmoe.data.prepare import assign_splits, prepare
 from rsmoe.data.synth import synthesize
 from rsmoe.data.tiling import windows
 from rsmoe.data.validation import validate
-from rsmoe.params import QA_TYPES, Params
+from rsmoe.data.records import QA_TYPES
+from rsmoe.params import Params
 
 PARAMS = Params()
 

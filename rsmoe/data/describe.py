@@ -33,8 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rsmoe.data.records import DOTA_V15_CLASSES, CropObject
-from rsmoe.params import QA_TYPES
+from rsmoe.data.records import DOTA_V15_CLASSES, QA_TYPES, CropObject
 
 # The RSIEval types `make_qa` writes; road_ori and reasoning need annotations DOTA does not have.
 GENERATED_QA_TYPES: tuple[str, ...] = tuple(t for t in QA_TYPES if t not in ("road_ori", "reasoning"))

@@ -19,6 +19,12 @@ DOTA_V10_CLASSES: tuple[str, ...] = DOTA_V15_CLASSES[:-1]
 # absolute positions before relations).
 ASPECTS: tuple[str, ...] = ("theme", "objects", "positions", "relations")
 
+# The RSIEval question types (its `type` field, normalised by rsmoe.data.report.qa_type).
+QA_TYPES: tuple[str, ...] = (
+    "presence", "quantity", "color", "ab_position", "re_position", "area_comp", "road_ori",
+    "image", "scene", "reasoning",
+)
+
 Point = tuple[float, float]
 
 

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rsmoe.params import QA_TYPES
+from rsmoe.data.records import QA_TYPES
 
 _QA_ALIASES = {
     "exist": "presence", "existence": "presence", "presences": "presence", "object_presence": "presence",

@@ -28,9 +28,9 @@ import pandas as pd
 
 from rsmoe.data.dota import LabelFormatError, parse_row, read_label_rows
 from rsmoe.data.images import IMAGE_EXTENSIONS, ImageReadError, list_images, load_rgb, probe
-from rsmoe.data.records import DOTA_V15_CLASSES
+from rsmoe.data.records import DOTA_V15_CLASSES, QA_TYPES
 from rsmoe.data.report import Issue, ValidationReport, normalize_qa_type  # noqa: F401 (re-exported)
-from rsmoe.params import QA_TYPES, ValidateParams
+from rsmoe.params import ValidateParams
 
 IMAGE_SUFFIXES = IMAGE_EXTENSIONS  # re-exported for prepare: both stages list the same files
 CROP_NAME = re.compile(r"^(P\d{4,})_(\d{4})\.png$")  # RSICap crop of DOTA scene PXXXX

@@ -23,7 +23,7 @@ def _noise(rng: np.random.Generator, h: int, w: int, cell: int) -> np.ndarray:
     return np.asarray(big)[cell:cell + h, cell:cell + w]
 
 
-def _ground(cv: Canvas, a: RGB, b: RGB, grain: float = 0.08) -> None:
+def paint_ground(cv: Canvas, a: RGB, b: RGB, grain: float = 0.08) -> None:
     """Two materials (grass and soil, say) mixed by large-scale noise, with a finer grain."""
     rng, h, w = cv.rng, cv.h, cv.w
     mix = 1 / (1 + np.exp(-3 * (_noise(rng, h, w, 160) + 0.5 * _noise(rng, h, w, 40))))  # (h, w)
@@ -41,7 +41,7 @@ def finish_scene(cv: Canvas) -> np.ndarray:
     return np.clip(arr + 0.5, 0, 255).astype(np.uint8)
 
 
-def _spot(cv: Canvas, region: Sequence[float]) -> tuple[float, float]:
+def free_spot(cv: Canvas, region: Sequence[float]) -> tuple[float, float]:
     """A uniform random point of region (x0, y0, x1, y1 px); an empty region yields a point
     outside the image, which then never fits."""
     x0, y0, x1, y1 = region
@@ -50,26 +50,26 @@ def _spot(cv: Canvas, region: Sequence[float]) -> tuple[float, float]:
     return cv.rng.uniform(x0, x1), cv.rng.uniform(y0, y1)
 
 
-def _car(rng: np.random.Generator) -> tuple[float, float]:
+def car_size(rng: np.random.Generator) -> tuple[float, float]:
     length = rng.uniform(3.8, 5.2)
     return length, length * rng.uniform(0.38, 0.44)
 
 
-def _truck(rng: np.random.Generator) -> tuple[float, float]:
+def truck_size(rng: np.random.Generator) -> tuple[float, float]:
     return rng.uniform(8.0, 16.0), rng.uniform(2.4, 2.6)
 
 
-def _ship_size(rng: np.random.Generator, lo: float, hi: float) -> tuple[float, float]:
+def ship_size(rng: np.random.Generator, lo: float, hi: float) -> tuple[float, float]:
     length = rng.uniform(lo, hi)
     return length, length * rng.uniform(0.14, 0.19)
 
 
-def _axis(cv: Canvas) -> Callable[[], float]:
+def random_axis(cv: Canvas) -> Callable[[], float]:
     """Headings along the scene's street grid, slightly off."""
     return lambda: cv.pick((0.0, math.pi / 2)) + cv.rng.normal(0, 0.02)
 
 
-def _road(cv: Canvas, pts: list[Point], width_m: float, colour: RGB = (88, 88, 90),
+def paint_road(cv: Canvas, pts: list[Point], width_m: float, colour: RGB = (88, 88, 90),
           centre: RGB | None = (225, 225, 215), dash: tuple[float, float] | None = (3.0, 6.0),
           kerb: RGB | None = None) -> None:
     if kerb is not None:  # pavements either side
@@ -82,7 +82,7 @@ def _road(cv: Canvas, pts: list[Point], width_m: float, colour: RGB = (88, 88, 9
             cv.draw.line([p, q], fill=centre, width=1)
 
 
-def _traffic(cv: Canvas, pts: list[Point], width_m: float, per_100m: float = 3.0,
+def place_traffic(cv: Canvas, pts: list[Point], width_m: float, per_100m: float = 3.0,
              parked: bool = False, trucks: float = 0.12) -> None:
     """Vehicles along a road: in their lane (right-hand traffic) or parked at the kerb."""
     for p, q in pairwise(pts):
@@ -91,14 +91,14 @@ def _traffic(cv: Canvas, pts: list[Point], width_m: float, per_100m: float = 3.0
         seg = cv.frame(p[0] + d[0] / 2, p[1] + d[1] / 2, n * cv.gsd, width_m, math.atan2(d[1], d[0]))
         for _ in range(int(cv.rng.poisson(per_100m * n * cv.gsd / 100))):
             side, large = cv.pick((-1, 1)), cv.rng.random() < trucks
-            L, W = _truck(cv.rng) if large else _car(cv.rng)
+            L, W = truck_size(cv.rng) if large else car_size(cv.rng)
             lane = width_m / 2 - W / 2 - 0.5 if parked else width_m / 4
             f = seg.at(side * lane, cv.rng.uniform(-0.5, 0.5) * seg.length, L, W,
                        (0.0 if side > 0 else math.pi) + cv.rng.normal(0, 0.02))
             cv.place("large-vehicle" if large else "small-vehicle", f, (PAVED,), 1.5)
 
 
-def _parking_lot(cv: Canvas, lot: Frame, fill: float, large: bool = False) -> None:
+def paint_parking_lot(cv: Canvas, lot: Frame, fill: float, large: bool = False) -> None:
     """Paint lot `lot` (rows run along its width) and park vehicles nose-in, in facing rows."""
     slot_len, slot_w, aisle = (17.0, 4.2, 14.0) if large else (5.0, 2.6, 7.0)
     pairs = max(1, int((lot.length - aisle) // (2 * slot_len + aisle)))
@@ -116,7 +116,7 @@ def _parking_lot(cv: Canvas, lot: Frame, fill: float, large: bool = False) -> No
             for k in range(cols):
                 if cv.rng.random() > fill:
                     continue
-                L, W = _truck(cv.rng) if large else _car(cv.rng)
+                L, W = truck_size(cv.rng) if large else car_size(cv.rng)
                 L = min(L, slot_len - 0.8)
                 turn = (0.0 if side > 0 else math.pi) + cv.rng.normal(0, 0.03)
                 turn += math.pi if cv.rng.random() < 0.12 else 0.0  # backed in
@@ -125,20 +125,20 @@ def _parking_lot(cv: Canvas, lot: Frame, fill: float, large: bool = False) -> No
                 cv.place("large-vehicle" if large else "small-vehicle", f, (PAVED,), 0.05)
 
 
-def _try_lot(cv: Canvas, region: tuple[float, float, float, float], size: tuple[float, float],
+def try_parking_lot(cv: Canvas, region: tuple[float, float, float, float], size: tuple[float, float],
              fill: float, large: bool = False, angle: Callable[[], float] | None = None,
              tries: int = 30) -> Frame | None:
     """A parking lot of `size` (across rows, along rows; metres) at a free spot in `region`."""
     for _ in range(tries):
-        x, y = _spot(cv, region)
+        x, y = free_spot(cv, region)
         lot = cv.frame(x, y, *size, angle() if angle else -math.pi / 2)
         if cv.fits(lot, (GROUND, PAVED), 2.0):
-            _parking_lot(cv, lot, fill, large)
+            paint_parking_lot(cv, lot, fill, large)
             return lot
     return None
 
 
-def _building(cv: Canvas, f: Frame, height_m: float, gable: bool = False) -> bool:
+def paint_building(cv: Canvas, f: Frame, height_m: float, gable: bool = False) -> bool:
     if not cv.fits(f, (GROUND,), 1.5):
         return False
     cv.block(f)
@@ -162,19 +162,19 @@ def _building(cv: Canvas, f: Frame, height_m: float, gable: bool = False) -> boo
     return True
 
 
-def _buildings(cv: Canvas, n: int, region: tuple[float, float, float, float],
+def place_buildings(cv: Canvas, n: int, region: tuple[float, float, float, float],
                size: tuple[float, float], height: tuple[float, float], gable: bool = False,
                tries: int = 15) -> None:
-    angle = _axis(cv)
+    angle = random_axis(cv)
     for _ in range(n):
         for _ in range(tries):
-            x, y = _spot(cv, region)
+            x, y = free_spot(cv, region)
             f = cv.frame(x, y, cv.rng.uniform(*size), cv.rng.uniform(*size), angle())
-            if _building(cv, f, cv.rng.uniform(*height), gable):
+            if paint_building(cv, f, cv.rng.uniform(*height), gable):
                 break
 
 
-def _tree(cv: Canvas, x: float, y: float, radius_m: float) -> None:
+def paint_tree(cv: Canvas, x: float, y: float, radius_m: float) -> None:
     r = cv.px(radius_m)
     if not cv.free_square(x, y, r):
         return
@@ -189,18 +189,18 @@ def _tree(cv: Canvas, x: float, y: float, radius_m: float) -> None:
     cv.disc(x + lit[0], y + lit[1], r * 0.55, cv.shade(crown, 1.2))
 
 
-def _trees(cv: Canvas, clusters: int, region: tuple[float, float, float, float] | None = None,
+def place_trees(cv: Canvas, clusters: int, region: tuple[float, float, float, float] | None = None,
            per: tuple[int, int] = (3, 14), spread_m: float = 9.0) -> None:
     """Clumps of tree crowns on free ground."""
     x0, y0, x1, y1 = region or (0, 0, cv.w, cv.h)
     for _ in range(clusters):
-        cx, cy = _spot(cv, (x0, y0, x1, y1))
+        cx, cy = free_spot(cv, (x0, y0, x1, y1))
         for _ in range(int(cv.rng.integers(*per))):
             dx, dy = cv.rng.normal(0, cv.px(spread_m), 2)
-            _tree(cv, cx + dx, cy + dy, cv.rng.uniform(1.8, 4.2))
+            paint_tree(cv, cx + dx, cy + dy, cv.rng.uniform(1.8, 4.2))
 
 
-def _fields(cv: Canvas) -> float:
+def paint_fields(cv: Canvas) -> float:
     """Patchwork of crop fields on a jittered, rotated grid; returns the grid angle."""
     rng, px = cv.rng, cv.px
     ang = rng.uniform(-0.5, 0.5)
@@ -230,7 +230,7 @@ def _fields(cv: Canvas) -> float:
     return ang
 
 
-def _containers(cv: Canvas, yard: Frame) -> None:
+def place_containers(cv: Canvas, yard: Frame) -> None:
     """Container stacks: blocks of 6 rows of 12 m boxes, lanes between; rows run along a."""
     hw, hl = yard.width / 2, yard.length / 2
     for b0 in np.arange(-hl + 4, hl - 16, 25.0):
@@ -246,7 +246,7 @@ def _containers(cv: Canvas, yard: Frame) -> None:
                         cv.poly(yard.rect(a, b, a + 12.0, b + 2.35), cv.tone(cv.pick(BOX), 6))
 
 
-def _scatter(cv: Canvas, category: str, n: int, size: Callable[[], tuple[float, float]],
+def scatter_objects(cv: Canvas, category: str, n: int, size: Callable[[], tuple[float, float]],
              region: tuple[float, float, float, float], allowed: Sequence[int] = (GROUND,),
              margin_m: float = 2.0, angle: Callable[[], float] | None = None,
              tries: int = 30) -> list[Frame]:
@@ -255,7 +255,7 @@ def _scatter(cv: Canvas, category: str, n: int, size: Callable[[], tuple[float, 
     for _ in range(n):
         L, W = size()
         for _ in range(tries):
-            x, y = _spot(cv, region)
+            x, y = free_spot(cv, region)
             f = cv.frame(x, y, L, W, angle() if angle else cv.rng.uniform(-math.pi, math.pi))
             if cv.place(category, f, allowed, margin_m):
                 placed.append(f)
@@ -263,7 +263,7 @@ def _scatter(cv: Canvas, category: str, n: int, size: Callable[[], tuple[float, 
     return placed
 
 
-def _group(cv: Canvas, category: str, n: int, size: tuple[float, float],
+def group_objects(cv: Canvas, category: str, n: int, size: tuple[float, float],
            region: tuple[float, float, float, float], pitch: float | None = None,
            angle: Callable[[], float] | None = None, allowed: Sequence[int] = (GROUND,),
            margin_m: float = 3.0, tries: int = 40) -> list[Frame]:
@@ -272,7 +272,7 @@ def _group(cv: Canvas, category: str, n: int, size: tuple[float, float],
     L, W = size
     pitch = pitch or W
     for _ in range(tries):
-        x, y = _spot(cv, region)
+        x, y = free_spot(cv, region)
         row = cv.frame(x, y, L, (n - 1) * pitch + W, angle() if angle else -math.pi / 2)
         if cv.fits(row, allowed, margin_m):
             frames = [row.at((k - (n - 1) / 2) * pitch, 0, L, W) for k in range(n)]
