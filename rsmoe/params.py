@@ -13,6 +13,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from rsmoe.files import written_file
+
 DEFAULT_PARAMS = Path("params.yaml")
 
 
@@ -276,8 +278,6 @@ def set_params(path: str | Path, overrides: dict[str, Any], dry_run: bool = Fals
             node[leaf] = value
     parse_params(json.loads(json.dumps(doc)), f"{path} with {', '.join(f'{k}={v!r}' for k, v in overrides.items())}")
     if changed and not dry_run:
-        tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
+        with written_file(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
             rt.dump(doc, f)
-        tmp.replace(path)
     return changed

@@ -9,7 +9,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "rsmoe"
 
 LAYERS = [
-    ["rsmoe.errors"],  # imports nothing from the package
+    ["rsmoe.errors", "rsmoe.files"],  # import nothing from the package
     ["rsmoe.params"],
     ["rsmoe.data"],  # formats, records, the synthetic corpus, preparation
     ["rsmoe.model"],

@@ -13,7 +13,6 @@ stretch to 0..255. Every failure is an `ImageReadError` naming the file, the pro
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ import tifffile
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from rsmoe.errors import InputError
+from rsmoe.files import written_file
 
 # Extensions the pipeline lists in RAW_DIR/images (validate and prepare must agree on them).
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
@@ -186,9 +186,8 @@ def save_png(path: str | Path, rgb: np.ndarray) -> None:
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"{path}: save_png expects an (H, W, 3) uint8 array, got {rgb.shape} {rgb.dtype}")
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    Image.fromarray(np.ascontiguousarray(rgb)).save(tmp, format="PNG", compress_level=6, optimize=False)
-    os.replace(tmp, path)
+    with written_file(path) as tmp:
+        Image.fromarray(np.ascontiguousarray(rgb)).save(tmp, format="PNG", compress_level=6, optimize=False)
 
 
 # --------------------------------------------------------------------------- helpers

@@ -19,7 +19,6 @@ import logging
 import multiprocessing
 import os
 import re
-import shutil
 from concurrent.futures import ProcessPoolExecutor
 from collections import Counter
 from dataclasses import asdict, replace
@@ -37,6 +36,7 @@ from rsmoe.data.images import ImageReadError, list_images, load_rgb, save_png
 from rsmoe.data.loaders import CaptionRecord, EvalRecord, load_rsicap, load_rsieval
 from rsmoe.data.records import CropObject, DotaObject
 from rsmoe.data.tiling import Window, clip_objects, crop_pixels, windows
+from rsmoe.files import swapped_folder
 from rsmoe.data.report import ValidationReport
 from rsmoe.params import PrepareParams
 
@@ -241,15 +241,6 @@ def _write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def _swap_in(tmp: Path, out: Path) -> None:
-    old = out.with_name(out.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if out.exists():
-        out.rename(old)
-    tmp.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def prepare(raw_dir: str | Path, out_dir: str | Path, cfg: PrepareParams, *, captions: Path | None = None,
             qa: Path | None = None, report: ValidationReport | None = None, bands: tuple[int, int, int] = (0, 1, 2),
             progress: bool = True, workers: int | None = None) -> dict[str, Any]:
@@ -274,37 +265,36 @@ def prepare(raw_dir: str | Path, out_dir: str | Path, cfg: PrepareParams, *, cap
                   for p in paths}
     strata = {sid: scene_type(objs, {}) for sid, objs in objects_of.items()} if cfg.stratify else None
     split_of = assign_splits([p.stem for p in paths], dict(cfg.splits), cfg.split_seed, strata)
-    tmp = out_dir.with_name(out_dir.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "images").mkdir(parents=True)
-    jobs = [(tmp, cfg, path, path.stem, split_of[path.stem], objects_of[path.stem], bands,
-             {k: v for k, v in human_caps.items() if _of_scene(k, path.stem)},
-             {k: v for k, v in human_qa.items() if _of_scene(k, path.stem)}) for path in paths]
-    records: list[dict[str, Any]] = []
-    qa_records: list[dict[str, Any]] = []
-    objects_per_class: Counter[str] = Counter()
-    for result in _map(_prepare_scene, jobs, workers, progress):
-        if result is not None:
-            records += result[0]
-            qa_records += result[1]
-            objects_per_class.update(result[2])
-    for i, record in enumerate(records):  # generated records are numbered in output order
-        if record["image_id"] is None:
-            record["image_id"] = str(i)
+    with swapped_folder(out_dir) as tmp:  # a killed run leaves the previous prepared folder
+        (tmp / "images").mkdir()
+        jobs = [(tmp, cfg, path, path.stem, split_of[path.stem], objects_of[path.stem], bands,
+                 {k: v for k, v in human_caps.items() if _of_scene(k, path.stem)},
+                 {k: v for k, v in human_qa.items() if _of_scene(k, path.stem)}) for path in paths]
+        records: list[dict[str, Any]] = []
+        qa_records: list[dict[str, Any]] = []
+        objects_per_class: Counter[str] = Counter()
+        for result in _map(_prepare_scene, jobs, workers, progress):
+            if result is not None:
+                records += result[0]
+                qa_records += result[1]
+                objects_per_class.update(result[2])
+        for i, record in enumerate(records):  # generated records are numbered in output order
+            if record["image_id"] is None:
+                record["image_id"] = str(i)
 
-    stats = {
-        "scenes": len(paths),
-        "crops": {s: sum(c["split"] == s for c in records) for s in ("train", "val", "test")},
-        "caption_sources": dict(Counter(c["caption_source"] for c in records)),
-        "qa_pairs": dict(Counter(p["type"] for a in qa_records for p in a["qa_pairs"])),
-        "objects_per_class": dict(sorted(objects_per_class.items())),
-        "unjoined_human_captions": sorted(set(human_caps) - {c["filename"] for c in records}),
-    }
-    _write_json(tmp / "captions.json", {"annotations": records})
-    _write_json(tmp / "qa.json", {"annotations": qa_records})
-    _write_json(tmp / "splits.json", {s: sorted(k for k, v in split_of.items() if v == s) for s in ("train", "val", "test")})
-    _write_json(tmp / "stats.json", stats)
-    _swap_in(tmp, out_dir)
+        stats = {
+            "scenes": len(paths),
+            "crops": {s: sum(c["split"] == s for c in records) for s in ("train", "val", "test")},
+            "caption_sources": dict(Counter(c["caption_source"] for c in records)),
+            "qa_pairs": dict(Counter(p["type"] for a in qa_records for p in a["qa_pairs"])),
+            "objects_per_class": dict(sorted(objects_per_class.items())),
+            "unjoined_human_captions": sorted(set(human_caps) - {c["filename"] for c in records}),
+        }
+        _write_json(tmp / "captions.json", {"annotations": records})
+        _write_json(tmp / "qa.json", {"annotations": qa_records})
+        _write_json(tmp / "splits.json",
+                    {s: sorted(k for k, v in split_of.items() if v == s) for s in ("train", "val", "test")})
+        _write_json(tmp / "stats.json", stats)
     if stats["unjoined_human_captions"]:
         log.warning("%d human captions matched no crop (first: %s); check crop_size/overlap and file names",
                     len(stats["unjoined_human_captions"]), stats["unjoined_human_captions"][0])

@@ -42,6 +42,7 @@ from rsmoe.data.images import load_rgb
 from rsmoe.errors import InputError
 from rsmoe.export.ort import (IMAGE_GRAPH, PARITY, SIDECAR, TOKENIZER, VLM_GRAPH, read_sidecar, run,
                               session, tokenize)
+from rsmoe.files import written_file
 from rsmoe.model.checkpoint import fingerprint
 from rsmoe.model.presets import DEFAULT_INSTRUCTION
 
@@ -195,9 +196,8 @@ def _sha256(path: Path) -> str:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+    with written_file(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
 
 
 # --------------------------------------------------------------------------- parity

@@ -10,7 +10,6 @@ import ctypes
 import functools
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -23,6 +22,7 @@ from tqdm.auto import tqdm
 
 from rsmoe.data.images import ImageReadError, load_rgb
 from rsmoe.errors import InputError
+from rsmoe.files import written_file
 from rsmoe.model.encoders import preprocess
 from rsmoe.model.presets import ImageEncoderSpec
 from rsmoe.model.vlm import tokenize_instructions
@@ -228,8 +228,6 @@ def _instruction_feeds(sess: ort.InferenceSession, meta: dict, tokenizer_dir: Pa
 def save_features(path: str | Path, features: dict[str, torch.Tensor]) -> Path:
     """{name: tensor} -> one safetensors file (written to a temporary name, then renamed)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_file({k: v.detach().cpu().contiguous() for k, v in features.items()}, tmp)
-    os.replace(tmp, path)
+    with written_file(path) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in features.items()}, tmp)
     return path

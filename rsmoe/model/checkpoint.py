@@ -15,17 +15,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
 import torch
 from peft import set_peft_model_state_dict
 from safetensors.torch import load_file, save_file
 
 from rsmoe.errors import InputError
+from rsmoe.files import swapped_folder
 from rsmoe.model.presets import Preset
 
 FORMAT, VERSION = "rsmoe", 1
@@ -84,26 +82,6 @@ def _write(model, tmp: Path, adapters: list[str]) -> None:
     save_file({k: v.contiguous() for k, v in model.router.state_dict().items()}, tmp / "router.safetensors")
     model.llm.save_pretrained(tmp / "adapters", selected_adapters=adapters, safe_serialization=True)
     (tmp / "adapters" / "README.md").unlink(missing_ok=True)  # PEFT's empty model card
-
-
-@contextmanager
-def swapped_folder(folder: Path) -> Iterator[Path]:
-    """Yield an empty sibling folder to write into, then swap it in for `folder`: a crash
-    leaves the previous folder (or none), never a half-written one."""
-    folder = Path(folder)
-    tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = folder.with_name(f"{folder.name}.old-{os.getpid()}")
-    if folder.exists():
-        os.replace(folder, old)
-    os.replace(tmp, folder)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def load_model(cls, folder: Path, *, cache=None, **paths: str):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Sequence
 
@@ -19,6 +18,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from rsmoe.data.images import load_rgb
+from rsmoe.files import written_file
 from rsmoe.model.checkpoint import fingerprint, vlm_state
 
 
@@ -48,10 +48,8 @@ class FeatureStore:
     def put(self, key: str, value: torch.Tensor) -> None:
         value = value.detach().to("cpu").contiguous()
         self.memory[key] = value
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.root / f".{key}.{os.getpid()}.tmp"
-        save_file({"x": value}, tmp)
-        os.replace(tmp, self.root / f"{key}.safetensors")
+        with written_file(self.root / f"{key}.safetensors") as tmp:
+            save_file({"x": value}, tmp)
 
 
 class FrozenFeatures:

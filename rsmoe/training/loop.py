@@ -28,7 +28,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
-from rsmoe.model.checkpoint import swapped_folder
+from rsmoe.files import swapped_folder
 from rsmoe.params import StageTrainParams, TrainParams
 
 log = logging.getLogger("rsmoe")
