@@ -106,3 +106,14 @@ def test_dota_bad_rows_name_file_line_and_fix(tmp_path, row, fragment):
     with pytest.raises(LabelFormatError) as err:
         read_label(f)
     assert f"{f}:4:" in str(err.value) and fragment in str(err.value) and "Fix:" in str(err.value)
+
+
+def test_prepared_records_without_a_split_are_named(tmp_path):
+    from rsmoe.data.loaders import load_prepared
+
+    (tmp_path / "captions.json").write_text(json.dumps({"annotations": [
+        {"filename": "a.png", "split": "train"}, {"filename": "b.png"}]}))
+    with pytest.raises(AnnotationError, match=r"annotation 1 \(b.png\).*split None.*re-run the prepare stage"):
+        load_prepared(tmp_path, "captions.json")
+    with pytest.raises(AnnotationError, match="qa.json.*not found.*qa_per_image"):
+        load_prepared(tmp_path, "qa.json", missing_fix=", or set train.qa_per_image: 0")

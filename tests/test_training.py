@@ -267,3 +267,59 @@ def test_two_processes_equal_one_process_accumulating_their_shares(project, tmp_
     before = load_file(base / "models" / "propagated" / "adapters" / "objects" / "adapter_model.safetensors")
     after = load_file(two / "adapters" / "objects" / "adapter_model.safetensors")
     assert any(not torch.equal(before[k], after[k]) for k in before)  # the processes did train
+
+
+def _annotated(project, tmp_path):
+    """A copy of the prepared folder whose train records carry DOTA-style annotations."""
+    import shutil
+
+    prepared = tmp_path / "prepared"
+    shutil.copytree(project / "prepared", prepared)
+    caps = json.loads((prepared / "captions.json").read_text())
+    for i, a in enumerate(caps["annotations"]):
+        a["scene_type"] = ("airport", "harbor")[i % 2]
+        a["objects"] = [{"category": "plane"}] * (i % 3) + [{"category": "ship"}] * (i % 2)
+    (prepared / "captions.json").write_text(json.dumps(caps))
+    return prepared
+
+
+def test_content_heads_loss_on_known_inputs():
+    from rsmoe.training.content import ContentHeads
+
+    heads = ContentHeads(2, 3, ["airport", "harbor", "forest"], ["plane", "ship"])
+    for layer in (heads.scene, heads.counts):
+        torch.nn.init.zeros_(layer.weight)
+        torch.nn.init.zeros_(layer.bias)
+    feats = torch.randn(3, 2 + 1, 3)  # 2 queries and 1 global token
+    contents = [{"scene_type": "harbor", "counts": {"ship": 3}}, None, {"scene_type": None, "counts": {}}]
+    # uniform over 3 scene types (one labelled image); log(1 + n) squared, over 2 images x 2 categories
+    expected = torch.log(torch.tensor(3.0)) + torch.log1p(torch.tensor(3.0)) ** 2 / 4
+    assert torch.allclose(heads.loss(feats, contents), expected)
+    assert heads.loss(feats, [None, None, None]) is None
+
+
+def test_content_loss_trains_the_image_path_and_leaves_nothing_in_the_model(project, tmp_path):
+    prepared = _annotated(project, tmp_path)
+    examples = load_examples(prepared, "train", 3)
+    assert examples[1].content == {"scene_type": "harbor", "counts": {"plane": 1, "ship": 1}}
+    params = tiny_params(tmp_path, paths={"prepared": str(prepared)}, train={"content_loss": 1.0},
+                         stage1={"max_steps": 3})
+    stage1.run(params)
+    history = _steps(params)
+    assert all(h["loss_content"] > 0 for h in history), history
+    assert all(abs(h["loss"] - h["loss_stage1"] - h["loss_content"]) < 1e-4 for h in history), history
+    saved = [k for f in (params.paths.models / "stage1").rglob("*.safetensors") for k in load_file(f)]
+    assert saved and not any("content" in k for k in saved), "the content heads are training only"
+    RSMoE.from_pretrained(params.paths.models / "stage1")  # loads as any Stage I model
+    # without the loss, the same run trains on the caption loss alone
+    plain = tiny_params(tmp_path / "plain", paths={"prepared": str(prepared)}, stage1={"max_steps": 3})
+    stage1.run(plain)
+    assert "loss_content" not in _steps(plain)[0]
+    assert abs(_steps(plain)[0]["loss"] - history[0]["loss_stage1"]) < 1e-4
+
+
+def _steps(params) -> list[dict]:
+    import csv
+
+    with open(params.paths.metrics / "stage1_steps.csv") as f:
+        return [{k: float(v) for k, v in row.items() if v} for row in csv.DictReader(f)]

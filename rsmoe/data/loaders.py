@@ -71,6 +71,26 @@ def read_json(path: str | Path, top_key: str, expected: str) -> list[dict[str, A
     return data[top_key]
 
 
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+
+
+def load_prepared(prepared: str | Path, name: str, *, missing_fix: str = "") -> list[dict[str, Any]]:
+    """The annotations of a prepared folder's `captions.json` or `qa.json` (written by `prepare`),
+    every one with its split. The one reader of them: training, evaluation and export alike.
+    `missing_fix` adds a way out to the error of a missing file."""
+    path = Path(prepared) / name
+    if not path.is_file():
+        raise AnnotationError(path, "file", "not found",
+                              "run `rsmoe stage prepare` (or `rsmoe prepare RAW OUT`) first" + missing_fix)
+    records = read_json(path, "annotations", f"the prepare stage's {name}")
+    for i, record in enumerate(records):
+        if record.get("split") not in SPLITS:
+            raise AnnotationError(path, f"annotation {i} ({record.get('filename')})",
+                                  f"split {record.get('split')!r} is not one of {', '.join(SPLITS)}",
+                                  "re-run the prepare stage, or give every record a split")
+    return records
+
+
 def _field(path: Path, record: str, item: dict[str, Any], key: str) -> str:
     value = item.get(key) if isinstance(item, dict) else None
     if not isinstance(value, (str, int)) or str(value).strip() == "":

@@ -5,14 +5,13 @@ training), so evaluating after training encodes no image twice.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 from tqdm.auto import tqdm
 
-from rsmoe.data.loaders import load_karpathy
+from rsmoe.data.loaders import load_karpathy, load_prepared
 from rsmoe.errors import InputError
 from rsmoe.evaluation.vqa import expert_for
 from rsmoe.model.presets import DEFAULT_INSTRUCTION
@@ -63,11 +62,9 @@ def answer_questions(model: RSMoE, questions: Sequence[Question], features: Froz
 def load_questions(prepared: Path, split: str) -> list[Question]:
     """The RSIEval-format QA pairs of one split of a prepared folder (qa.json)."""
     path = Path(prepared) / "qa.json"
-    if not path.is_file():
-        raise InputError(path, "not found", "run `rsmoe stage prepare` first")
     out = []
-    for i, a in enumerate(json.loads(path.read_text(encoding="utf-8")).get("annotations", [])):
-        if a.get("split", "test") != split:
+    for i, a in enumerate(load_prepared(prepared, "qa.json")):
+        if a["split"] != split:
             continue
         image = Path(prepared) / "images" / a["filename"]
         if not image.is_file():

@@ -158,12 +158,16 @@ class RSMoE(nn.Module):
 
     # ------------------------------------------------------------------ training forwards
 
-    def forward_stage1(self, captions: Sequence[str], *, image_tokens: torch.Tensor,
+    def forward_stage1(self, captions: Sequence[str], *, image_tokens: torch.Tensor | None = None,
+                       vlm_features: torch.Tensor | None = None,
                        instructions: Sequence[str] | None = None) -> ModelOutput:
-        """Stage I: the single LLM (adapter `stage1`) on the full caption, no router."""
+        """Stage I: the single LLM (adapter `stage1`) on the full caption, no router. Give the
+        image tokens, or the `vlm_features` already computed from them."""
         instructions = _per_image(instructions, len(captions))
         rows = [Row(b, STAGE1, instructions[b], instructions[b], False, c) for b, c in enumerate(captions)]
-        return self._loss(self.vlm_features(image_tokens, instructions), rows)
+        if vlm_features is None:
+            vlm_features = self.vlm_features(image_tokens, instructions)
+        return self._loss(vlm_features, rows)
 
     def forward_experts(self, segments: Sequence[dict[str, str]], *, image_tokens: torch.Tensor | None = None,
                         vlm_features: torch.Tensor | None = None, instructions: Sequence[str] | None = None,

@@ -24,6 +24,7 @@ import logging
 from pathlib import Path
 
 from rsmoe.data.aspects import group_segments, split_caption
+from rsmoe.data.loaders import load_prepared
 from rsmoe.evaluation import baselines, captions, grounding, scoring, vqa
 from rsmoe.evaluation.predict import answer_questions, caption_images, karpathy_references, load_questions
 from rsmoe.params import Params
@@ -36,7 +37,7 @@ log = logging.getLogger("rsmoe")
 
 def _split_records(params: Params, split: str) -> list[dict]:
     path = require(params.paths.prepared / "captions.json", "prepare")
-    records = [a for a in json.loads(path.read_text(encoding="utf-8"))["annotations"] if a.get("split") == split]
+    records = [a for a in load_prepared(params.paths.prepared, "captions.json") if a["split"] == split]
     if not records:
         raise StageError(f"{path}: no captions in split {split!r}; check prepare.splits")
     return records

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from rsmoe.data.loaders import load_prepared
 from rsmoe.evaluation.card import model_card, write_card
 from rsmoe.evaluation.scoring import scores_markdown
 from rsmoe.export import check_parity, export_encoders
@@ -25,8 +26,8 @@ def run(params: Params) -> dict:
     model = load_model(params, src)
     out = Path(params.paths.onnx)
     sidecar = export_encoders(model, out, opset=params.export.opset)
-    captions = json.loads((params.paths.prepared / "captions.json").read_text(encoding="utf-8"))["annotations"]
-    names = [a["filename"] for a in captions if a.get("split") == params.evaluate.split][:params.export.parity_images]
+    captions = load_prepared(params.paths.prepared, "captions.json")
+    names = [a["filename"] for a in captions if a["split"] == params.evaluate.split][:params.export.parity_images]
     if not names:
         raise StageError(f"no {params.evaluate.split!r} crops in {params.paths.prepared} to check parity on")
     parity = check_parity(model, out, [params.paths.prepared / "images" / n for n in names],

@@ -11,6 +11,7 @@ import shutil
 from rsmoe.evaluation.card import model_card, write_card
 from rsmoe.model import RSMoE
 from rsmoe.params import Params
+from rsmoe.training.content import attach_content_heads, detach_content_heads, with_content_loss
 from rsmoe.training.data import load_examples
 from rsmoe.training.features import FrozenFeatures
 from rsmoe.training.loop import is_main_process, run_training
@@ -30,16 +31,21 @@ def run(params: Params) -> dict:
     features.warm([e.image for e in examples])
     features.fit_feature_stats([e.image for e in examples])
 
+    weight = params.train.content_loss
+    heads = attach_content_heads(model, examples, weight, params.train.seed)
+
     def forward(batch):
-        tokens = features.image_tokens([e.image for e in batch])
-        return model.forward_stage1([e.caption for e in batch], image_tokens=tokens,
-                                    instructions=[e.instruction for e in batch])
+        instructions = [e.instruction for e in batch]
+        feats = model.vlm_features(features.image_tokens([e.image for e in batch]), instructions)
+        out = model.forward_stage1([e.caption for e in batch], vlm_features=feats, instructions=instructions)
+        return with_content_loss(out, heads, weight, feats, batch)
 
     ckpt = params.paths.checkpoints / "stage1"
     key = digest("stage1", params.model, params.train, params.stage1, params.paths.prepared / "captions.json",
                  *([params.paths.prepared / "qa.json"] if params.train.qa_per_image else []))
     summary = run_training(model, examples, forward, train=params.train, stage=params.stage1,
                            checkpoint_dir=ckpt, run_key=key, name="stage1")
+    detach_content_heads(model)  # training only: not part of the saved model
     if not is_main_process():  # the other `accelerate launch` processes hold the same weights
         return summary
     model.save_pretrained(out)

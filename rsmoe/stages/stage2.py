@@ -12,6 +12,7 @@ import shutil
 from rsmoe.evaluation.card import model_card, write_card
 from rsmoe.params import Params
 from rsmoe.stages import require
+from rsmoe.training.content import attach_content_heads, detach_content_heads, with_content_loss
 from rsmoe.training.data import load_examples
 from rsmoe.training.features import FrozenFeatures
 from rsmoe.training.loop import is_main_process, run_training
@@ -33,17 +34,22 @@ def run(params: Params) -> dict:
     if mode == "one-stage":  # the VLM encoder trains here, so its input statistics are set here
         features.fit_feature_stats([e.image for e in examples])
 
+    weight = params.train.content_loss
+    heads = attach_content_heads(model, examples, weight, params.train.seed) if mode == "one-stage" else None
+
     def forward(batch):
         instructions = [e.instruction for e in batch]
         feats = features.vlm_features([e.image for e in batch], instructions)
-        return model.forward_experts([e.segments for e in batch], vlm_features=feats, instructions=instructions,
-                                     prompts=[e.prompt for e in batch])
+        out = model.forward_experts([e.segments for e in batch], vlm_features=feats, instructions=instructions,
+                                    prompts=[e.prompt for e in batch])
+        return with_content_loss(out, heads, weight, feats, batch)
 
     ckpt = params.paths.checkpoints / "stage2"
     key = digest("stage2", params.model, params.train, params.stage2, params.paths.prepared / "captions.json", src,
                  *([params.paths.prepared / "qa.json"] if params.train.qa_per_image else []))
     summary = run_training(model, examples, forward, train=params.train, stage=params.stage2,
                            checkpoint_dir=ckpt, run_key=key, name="stage2")
+    detach_content_heads(model)  # training only: not part of the saved model
     if not is_main_process():  # the other `accelerate launch` processes hold the same weights
         return summary
     model.save_pretrained(params.paths.models / "stage2")

@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from rsmoe.data.aspects import expert_for, group_segments, split_caption
+from rsmoe.data.loaders import load_prepared
 from rsmoe.errors import InputError
 
 
@@ -17,6 +17,9 @@ class Example:
     caption: str  # RSICap `text_output` (the answer, for a QA example): the Stage I target
     segments: dict[str, str]  # one target per expert (aspect groups for N experts; a QA example: one expert)
     prompt: str | None = None  # the LLM prompt in Stage II; None: each expert's aspect instruction
+    # what the crop's annotations say it shows: {"scene_type": str | None, "counts": {category: n}}
+    # (prepared DOTA crops); None for a record without object annotations (human RSICap captions)
+    content: dict | None = None
 
 
 def load_examples(prepared: Path, split: str, n_experts: int, qa_per_image: int = 0) -> list[Example]:
@@ -28,12 +31,9 @@ def load_examples(prepared: Path, split: str, n_experts: int, qa_per_image: int 
     own, each a target of the expert that answers its question type (`expert_for`).
     """
     path = Path(prepared) / "captions.json"
-    if not path.is_file():
-        raise InputError(path, "not found", "run `rsmoe stage prepare` (or `rsmoe prepare RAW OUT`) first")
-    annotations = json.loads(path.read_text(encoding="utf-8")).get("annotations", [])
     out = []
-    for i, a in enumerate(annotations):
-        if a.get("split", "train") != split:
+    for i, a in enumerate(load_prepared(prepared, "captions.json")):
+        if a["split"] != split:
             continue
         image = Path(prepared) / "images" / a["filename"]
         if not image.is_file():
@@ -41,12 +41,21 @@ def load_examples(prepared: Path, split: str, n_experts: int, qa_per_image: int 
         text = a["text_output"].strip()
         segments = a.get("segments") or split_caption(text)
         out.append(Example(image, a.get("text_input") or "Describe this image in detail.", text,
-                           group_segments(segments, n_experts)))
+                           group_segments(segments, n_experts), content=_content(a)))
     if not out:
         raise InputError(path, f"no annotations in split {split!r}", "check prepare.splits in params.yaml")
     if qa_per_image:
         out += qa_examples(prepared, {e.image.name for e in out}, n_experts, qa_per_image)
     return out
+
+
+def _content(record: dict) -> dict | None:
+    if "objects" not in record:
+        return None
+    counts: dict[str, int] = {}
+    for obj in record["objects"]:
+        counts[obj["category"]] = counts.get(obj["category"], 0) + 1
+    return {"scene_type": record.get("scene_type"), "counts": counts}
 
 
 def _stable(key: str) -> int:
@@ -57,10 +66,8 @@ def qa_examples(prepared: Path, images: set[str], n_experts: int, per_image: int
     """Up to `per_image` QA pairs of each named image as examples. Which ones is a stable hash of
     the image and the pair, so every run (and a resumed one) trains on the same pairs."""
     path = Path(prepared) / "qa.json"
-    if not path.is_file():
-        raise InputError(path, "not found", "run `rsmoe stage prepare` first, or set train.qa_per_image: 0")
     out = []
-    for i, a in enumerate(json.loads(path.read_text(encoding="utf-8")).get("annotations", [])):
+    for i, a in enumerate(load_prepared(prepared, "qa.json", missing_fix=", or set train.qa_per_image: 0")):
         if a["filename"] not in images:
             continue
         pairs = sorted(a.get("qa_pairs", []), key=lambda p: _stable(f"{a['filename']}|{p['question']}"))
