@@ -11,33 +11,26 @@ still captioned.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import torch
 
-from rsmoe.data.images import ImageReadError, load_rgb
+from rsmoe.data.images import ImageFailure, ImageReadError, load_rgb
 from rsmoe.errors import InputError
 from rsmoe.model.checkpoint import fingerprints
 from rsmoe.model.presets import DEFAULT_INSTRUCTION
 from rsmoe.model.rsmoe import Caption, RSMoE
 
 
-@dataclass
-class Failure:
-    path: str
-    reason: str
-
-
-def _read(images: Sequence[Path]) -> tuple[list[Path], list, list[Failure]]:
+def _read(images: Sequence[Path]) -> tuple[list[Path], list, list[ImageFailure]]:
     good, arrays, failures = [], [], []
     for path in images:
         try:
             arrays.append(load_rgb(Path(path)))
             good.append(Path(path))
         except ImageReadError as err:
-            failures.append(Failure(str(path), str(err)))
+            failures.append(ImageFailure.of(path, err))
     return good, arrays, failures
 
 
@@ -57,7 +50,7 @@ def check_export(model: RSMoE, onnx_dir: Path) -> dict:
 
 
 def caption_files(model: RSMoE, images: Sequence[Path], *, encoder: str = "torch", onnx_dir: Path | None = None,
-                  batch_size: int = 8, max_new_tokens: int | None = None) -> tuple[list[tuple[Path, Caption]], list[Failure]]:
+                  batch_size: int = 8, max_new_tokens: int | None = None) -> tuple[list[tuple[Path, Caption]], list[ImageFailure]]:
     """Greedy captions of image files. encoder="onnx": F_VLM from ONNX Runtime's vlm_encoder graph
     (image encoder + Q-Former + projection), then the PyTorch router and experts."""
     if encoder not in ("torch", "onnx"):
@@ -72,7 +65,7 @@ def caption_files(model: RSMoE, images: Sequence[Path], *, encoder: str = "torch
         check_export(model, onnx_dir)
         feats, bad = encode_images(Path(onnx_dir) / VLM_GRAPH, good, batch_size=batch_size,
                                    instruction=DEFAULT_INSTRUCTION, progress=False)
-        failures += [Failure(f.path, f.reason) for f in bad]
+        failures += bad
         good = [p for p in good if str(p) in feats]
         for start in range(0, len(good), batch_size):
             chunk = good[start:start + batch_size]

@@ -129,7 +129,7 @@ class TrainParams(Section):
     checkpoint_every: int = Field(25, ge=1)  # optimiser steps between resumable checkpoints
     # auto: bf16 autocast on a GPU and on a CPU with native bf16 (AVX512-BF16 / AMX), else fp32
     mixed_precision: Literal["auto", "no", "bf16"] = "auto"
-    # processes per training stage: > 1 runs stage1 / stage2 under `accelerate launch` (one per
+    # processes per training stage: > 1 runs stage1 / stage2 under torchrun (one per
     # GPU; on a CPU-only machine gloo processes), each taking its share of every step's batch
     processes: int = Field(1, ge=1)
 

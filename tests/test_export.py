@@ -1,4 +1,4 @@
-"""ONNX export of the frozen encoders (issue 7): the graphs and their sidecar, parity with PyTorch
+"""ONNX export of the frozen encoders: the graphs and their sidecar, parity with PyTorch
 on image files (tiny, and the small preset's pretrained encoders), dynamic batch and instruction
 length, provider choice, and the errors a user meets (damaged graph, bad image, wrong input)."""
 import copy

@@ -46,6 +46,19 @@ class ImageReadError(InputError):
 
 
 @dataclass(frozen=True)
+class ImageFailure:
+    """An image skipped by a batch job (captioning, encoding), and why: the others carry on."""
+
+    path: str
+    kind: str  # ImageReadError.kind
+    reason: str  # the problem and its fix
+
+    @classmethod
+    def of(cls, path: str | Path, err: ImageReadError) -> "ImageFailure":
+        return cls(str(path), err.kind, f"{err.problem}. Fix: {err.fix}")
+
+
+@dataclass(frozen=True)
 class ImageInfo:
     width: int
     height: int

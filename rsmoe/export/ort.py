@@ -10,7 +10,6 @@ import ctypes
 import functools
 import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -20,7 +19,7 @@ import torch
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
-from rsmoe.data.images import ImageReadError, load_rgb
+from rsmoe.data.images import ImageFailure, ImageReadError, load_rgb
 from rsmoe.errors import InputError
 from rsmoe.files import written_file
 from rsmoe.model.encoders import preprocess
@@ -156,17 +155,10 @@ def tokenize(tokenizer, instructions: Sequence[str], max_length: int) -> dict[st
 
 # --------------------------------------------------------------------------- encoding files
 
-@dataclass(frozen=True)
-class EncodeFailure:
-    path: str
-    kind: str  # ImageReadError.kind: missing, empty, not_image, truncated, corrupt, ...
-    reason: str
-
-
 def encode_images(onnx_path: str | Path, images: Sequence[str | Path], *, batch_size: int = 8,
                   sidecar: str | Path | None = None, instruction: str | None = None,
                   prefer: Sequence[str] = ("tensorrt", "cuda", "cpu"),
-                  progress: bool = True) -> tuple[dict[str, torch.Tensor], list[EncodeFailure]]:
+                  progress: bool = True) -> tuple[dict[str, torch.Tensor], list[ImageFailure]]:
     """Encode image files with an exported graph -> ({str(path): (T, D) or (Q, D) tensor}, failures).
 
     Images go through the same `preprocess` as training, with the spec in the sidecar
@@ -186,7 +178,7 @@ def encode_images(onnx_path: str | Path, images: Sequence[str | Path], *, batch_
     text = _instruction_feeds(sess, meta, onnx_path.parent / TOKENIZER, instruction)
     output = graph["outputs"][0]["name"]
     features: dict[str, torch.Tensor] = {}
-    failures: list[EncodeFailure] = []
+    failures: list[ImageFailure] = []
     bar = tqdm(total=len(images), desc=f"encode {onnx_path.stem}", unit="img", disable=not progress)
     for start in range(0, len(images), batch_size):
         chunk, good, rgb = images[start:start + batch_size], [], []
@@ -195,7 +187,7 @@ def encode_images(onnx_path: str | Path, images: Sequence[str | Path], *, batch_
                 rgb.append(load_rgb(p))
                 good.append(p)
             except ImageReadError as e:
-                failures.append(EncodeFailure(str(p), e.kind, e.problem))
+                failures.append(ImageFailure.of(p, e))
                 log.warning("skipping %s: %s", p, e.problem)
         if good:
             feeds = {"pixel_values": preprocess(rgb, spec).numpy()}  # (b, 3, S, S)

@@ -46,7 +46,7 @@ def run(params: Params) -> dict:
     summary = run_training(model, examples, forward, train=params.train, stage=params.stage1,
                            checkpoint_dir=ckpt, run_key=key, name="stage1")
     detach_content_heads(model)  # training only: not part of the saved model
-    if not is_main_process():  # the other `accelerate launch` processes hold the same weights
+    if not is_main_process():  # the other torchrun processes hold the same weights
         return summary
     model.save_pretrained(out)
     shutil.rmtree(ckpt, ignore_errors=True)

@@ -50,7 +50,7 @@ def run(params: Params) -> dict:
     summary = run_training(model, examples, forward, train=params.train, stage=params.stage2,
                            checkpoint_dir=ckpt, run_key=key, name="stage2")
     detach_content_heads(model)  # training only: not part of the saved model
-    if not is_main_process():  # the other `accelerate launch` processes hold the same weights
+    if not is_main_process():  # the other torchrun processes hold the same weights
         return summary
     model.save_pretrained(params.paths.models / "stage2")
     shutil.rmtree(ckpt, ignore_errors=True)

@@ -172,7 +172,7 @@ def run_training(model: torch.nn.Module, examples: Sequence, forward: Callable, 
 
 
 def is_main_process() -> bool:
-    """False in the other processes of an `accelerate launch` (they write nothing)."""
+    """False in the other processes of a multi-process run (torchrun; they write nothing)."""
     return int(os.environ.get("RANK", "0")) == 0
 
 
