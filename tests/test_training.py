@@ -323,3 +323,31 @@ def _steps(params) -> list[dict]:
 
     with open(params.paths.metrics / "stage1_steps.csv") as f:
         return [{k: float(v) for k, v in row.items() if v} for row in csv.DictReader(f)]
+
+
+# the first step losses of each training mode on the fixture's real captions (fp32, tiny preset):
+# a change here means the model, its initialisation, the data order or the optimiser changed;
+# update the numbers only on purpose (torchtune's golden-loss tests)
+GOLDEN_STEPS = {"stage1": [10.825609, 10.799498, 10.814858, 10.798581],
+                "stage2": [10.829246, 10.802226, 10.822457, 10.785359],
+                "one-stage": [10.828999, 10.800339, 10.815351, 10.780929]}
+
+
+@pytest.mark.parametrize("mode", ["stage1", "stage2", "one-stage"])
+def test_golden_step_losses(project, mode, tmp_path):
+    model = RSMoE(get_preset("tiny"))
+    model.set_stage(mode)
+    examples = load_examples(project / "prepared", "train", 3)
+    features = FrozenFeatures(model, tmp_path / "features")
+
+    def forward(batch):
+        ins = [e.instruction for e in batch]
+        feats = model.vlm_features(features.image_tokens([e.image for e in batch]), ins)
+        if mode == "stage1":
+            return model.forward_stage1([e.caption for e in batch], vlm_features=feats, instructions=ins)
+        return model.forward_experts([e.segments for e in batch], vlm_features=feats, instructions=ins)
+
+    train = TrainParams(batch_size=2, lr=3e-3, warmup_epochs=0, checkpoint_every=1000, mixed_precision="no")
+    out = run_training(model, examples, forward, train=train, stage=StageTrainParams(epochs=1),
+                       checkpoint_dir=tmp_path / "ckpt", run_key="k", name=mode, progress=False)
+    assert [h["loss"] for h in out["history"]] == pytest.approx(GOLDEN_STEPS[mode], abs=1e-3)
