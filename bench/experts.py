@@ -120,7 +120,7 @@ def time_generation(args) -> dict:
     pixels, source = pixel_values(model, args.images)
     with torch.no_grad():  # the encoders run once: only the LLM decoding is timed
         feats = model.vlm_features(model.image_tokens(pixels), [DEFAULT_INSTRUCTION] * len(pixels))
-    rows = [Row(b, e, EXPERT_INSTRUCTIONS[e], DEFAULT_INSTRUCTION, True)
+    rows = [Row(b, e, EXPERT_INSTRUCTIONS[e], DEFAULT_INSTRUCTION, router=True)
             for b in range(len(pixels)) for e in model.experts]
     n, variants, copies = args.new_tokens, ["batched", "sequential_shared"], None
 

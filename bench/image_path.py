@@ -92,7 +92,7 @@ def image_attention(model, feats: torch.Tensor, examples, batch: int = 4) -> dic
     model.llm.set_adapter(STAGE1)
     for i in range(0, len(examples), batch):
         part = examples[i:i + batch]
-        rows = [Row(b, STAGE1, e.instruction, e.instruction, False, e.caption) for b, e in enumerate(part)]
+        rows = [Row(b, STAGE1, e.instruction, e.instruction, router=False, target=e.caption) for b, e in enumerate(part)]
         embeds, mask, labels = model._assemble(feats[i:i + batch], rows, left_pad=False)
         out = base(inputs_embeds=embeds, attention_mask=mask, output_attentions=True)
         att = torch.stack(out.attentions).mean((0, 2))  # (B, L, L): mean over layers and heads

@@ -146,7 +146,7 @@ def test_onnx_encoders_give_the_torch_captions(tiny, exported, images):
                                      {"pixel_values": pixels.numpy(), **enc})["vlm_features"])
     with torch.no_grad():
         feats = tiny.vlm_features(tiny.image_tokens(pixels), [DEFAULT_INSTRUCTION] * len(images))
-    rows = [Row(b, e, DEFAULT_INSTRUCTION, DEFAULT_INSTRUCTION, True) for b in range(len(images)) for e in tiny.experts]
+    rows = [Row(b, e, DEFAULT_INSTRUCTION, DEFAULT_INSTRUCTION, router=True) for b in range(len(images)) for e in tiny.experts]
     assert tiny.generate_rows(ort_feats, rows) == tiny.generate_rows(feats, rows)
 
 

@@ -133,10 +133,10 @@ def test_propagation_makes_every_expert_the_stage1_model(project, tmp_path):
     # with the router's prompts left out, each expert's logits are the Stage I model's
     pixels = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
     feats = s1.vlm_features(s1.image_tokens(pixels), ["Describe the image."] * 2)
-    rows = [Row(b, STAGE1, "Describe the image.", "Describe the image.", False, "A plane.") for b in range(2)]
+    rows = [Row(b, STAGE1, "Describe the image.", "Describe the image.", router=False, target="A plane.") for b in range(2)]
     ref, _ = s1.row_logits(feats, rows)
     for e in prop.experts:
-        got, _ = prop.row_logits(feats, [Row(r.image, e, r.prompt, r.instruction, False, r.target) for r in rows])
+        got, _ = prop.row_logits(feats, [Row(r.image, e, r.prompt, r.instruction, router=False, target=r.target) for r in rows])
         assert torch.equal(got, ref), e
 
 

@@ -10,7 +10,7 @@ one frozen base LLM. The caption is the experts' segments joined in expert order
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -41,7 +41,8 @@ class Row:
     adapter: str
     prompt: str  # the text instruction that goes to the LLM (T or T_i)
     instruction: str  # the user instruction T (Q-Former and router condition)
-    router: bool
+    _: KW_ONLY
+    router: bool  # the router's prompts go before the image (Stage II experts), or not (Stage I)
     target: str | None = None
 
 
@@ -164,7 +165,7 @@ class RSMoE(nn.Module):
         """Stage I: the single LLM (adapter `stage1`) on the full caption, no router. Give the
         image tokens, or the `vlm_features` already computed from them."""
         instructions = _per_image(instructions, len(captions))
-        rows = [Row(b, STAGE1, instructions[b], instructions[b], False, c) for b, c in enumerate(captions)]
+        rows = [Row(b, STAGE1, instructions[b], instructions[b], router=False, target=c) for b, c in enumerate(captions)]
         if vlm_features is None:
             vlm_features = self.vlm_features(image_tokens, instructions)
         return self._loss(vlm_features, rows)
@@ -182,7 +183,7 @@ class RSMoE(nn.Module):
         if vlm_features is None:
             vlm_features = self.vlm_features(image_tokens, instructions)
         # expert-major: each expert's rows are contiguous, so its LoRA update is one slice
-        rows = [Row(b, e, prompts[b] or EXPERT_INSTRUCTIONS[e], instructions[b], True, seg[e].strip())
+        rows = [Row(b, e, prompts[b] or EXPERT_INSTRUCTIONS[e], instructions[b], router=True, target=seg[e].strip())
                 for e in self.experts for b, seg in enumerate(segments) if seg.get(e, "").strip()]
         if not rows:
             raise ValueError("no expert has a non-empty segment in this batch")
@@ -326,7 +327,7 @@ class RSMoE(nn.Module):
                 feats = self.vlm_features(image_tokens, [instruction] * image_tokens.shape[0])
             n = feats.shape[0]
         experts = (STAGE1,) if stage1 else self.experts
-        rows = [Row(b, e, instruction if stage1 else EXPERT_INSTRUCTIONS[e], instruction, not stage1)
+        rows = [Row(b, e, instruction if stage1 else EXPERT_INSTRUCTIONS[e], instruction, router=not stage1)
                 for b in range(n) for e in experts]
         texts = self.generate_rows(feats, rows, max_new_tokens=max_new_tokens, sequential=sequential)
         out = []
@@ -348,7 +349,7 @@ class RSMoE(nn.Module):
             raise ValueError(f"answer: unknown experts {unknown}; this model has {list(self.experts)}")
         with self._inference():
             feats = self.vlm_features(image_tokens, list(questions))
-        rows = [Row(i, e, q, q, True) for i, (q, e) in enumerate(zip(questions, experts))]
+        rows = [Row(i, e, q, q, router=True) for i, (q, e) in enumerate(zip(questions, experts))]
         return self.generate_rows(feats, rows, max_new_tokens=max_new_tokens)
 
     def propagate_stage1(self) -> None:

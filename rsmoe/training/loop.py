@@ -107,8 +107,8 @@ def run_training(model: torch.nn.Module, examples: Sequence, forward: Callable, 
             groups.setdefault(lr, []).append((n, param))
     groups = {lr: g for lr, g in groups.items() if g}
     names = [n for g in groups.values() for n, _ in g]
-    params = [param for g in groups.values() for _, param in g]
-    if not params:
+    trainable = [param for g in groups.values() for _, param in g]
+    if not trainable:
         raise RuntimeError(f"{name}: nothing to train (no parameter requires grad)")
     p = plan(len(examples), train, stage)
     optimizer = torch.optim.AdamW([{"params": [param for _, param in g], "lr": lr} for lr, g in groups.items()],
@@ -121,7 +121,7 @@ def run_training(model: torch.nn.Module, examples: Sequence, forward: Callable, 
     if start:
         log.info("%s: resuming from the checkpoint at step %d of %d", name, start, p.total_steps)
     log.info("%s: %d examples, %d steps (%d per epoch, %d warm-up), %d trainable parameters, %s", name,
-             len(examples), p.total_steps, p.steps_per_epoch, p.warmup_steps, sum(x.numel() for x in params),
+             len(examples), p.total_steps, p.steps_per_epoch, p.warmup_steps, sum(x.numel() for x in trainable),
              "bf16 autocast" if precision == "bf16" else "fp32")
     model.train()
     bar = tqdm(total=p.total_steps, initial=start, desc=name, unit="step", disable=not progress)
@@ -141,13 +141,13 @@ def run_training(model: torch.nn.Module, examples: Sequence, forward: Callable, 
             for k, v in out.losses.items():
                 parts.setdefault(k, []).append(v.item())
         if world > 1:
-            for param in params:
+            for param in trainable:
                 grad = param.grad if param.grad is not None else torch.zeros_like(param)
                 param.grad = accelerator.reduce(grad, reduction="mean")
             loss_sum = accelerator.reduce(torch.tensor(loss_sum, device=accelerator.device), reduction="mean").item()
             tokens = int(accelerator.reduce(torch.tensor(tokens, device=accelerator.device), reduction="sum").item())
         if train.max_grad_norm:
-            accelerator.clip_grad_norm_(params, train.max_grad_norm)
+            accelerator.clip_grad_norm_(trainable, train.max_grad_norm)
         lr = scheduler.get_last_lr()[0]  # the stage's lr group (the first)
         optimizer.step()
         scheduler.step()
