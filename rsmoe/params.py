@@ -126,6 +126,9 @@ class TrainParams(Section):
     # read-outs of the query outputs predict the crop's scene type and object counts from its
     # annotations (training only; nothing is added to the saved model); 0: off, the paper's loss
     content_loss: float = Field(0.0, ge=0)
+    # epochs of the content loss alone on the image path before Stage I's caption loss (no LLM
+    # in the forward, so an epoch costs seconds); needs content_loss > 0; 0: none
+    content_warmup_epochs: float = Field(0.0, ge=0)
     checkpoint_every: int = Field(25, ge=1)  # optimiser steps between resumable checkpoints
     # auto: bf16 autocast on a GPU and on a CPU with native bf16 (AVX512-BF16 / AMX), else fp32
     mixed_precision: Literal["auto", "no", "bf16"] = "auto"

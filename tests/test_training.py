@@ -351,3 +351,18 @@ def test_golden_step_losses(project, mode, tmp_path):
     out = run_training(model, examples, forward, train=train, stage=StageTrainParams(epochs=1),
                        checkpoint_dir=tmp_path / "ckpt", run_key="k", name=mode, progress=False)
     assert [h["loss"] for h in out["history"]] == pytest.approx(GOLDEN_STEPS[mode], abs=1e-3)
+
+
+def test_content_warmup_trains_the_image_path_alone_first(project, tmp_path):
+    prepared = _annotated(project, tmp_path)
+    params = tiny_params(tmp_path, paths={"prepared": str(prepared)},
+                         train={"content_loss": 1.0, "content_warmup_epochs": 3}, stage1={"max_steps": 2})
+    model = RSMoE(get_preset("tiny"))
+    model.set_stage("image-path")
+    assert {n for n, p in model.named_parameters() if p.requires_grad} == \
+        {n for n, p in model.vlm.named_parameters(prefix="vlm") if p.requires_grad}
+    stage1.run(params)
+    warm = json.loads((params.paths.metrics / "stage1.json").read_text())["content_warmup"]
+    assert warm["steps"] == 12 and warm["final_loss"] < warm["first_loss"], warm  # 3 epochs of 4 steps
+    assert len(_steps(params)) == 2  # then Stage I as configured
+    assert not (params.paths.checkpoints / "stage1-content").exists()

@@ -29,7 +29,7 @@ from rsmoe.model.presets import DEFAULT_INSTRUCTION, EXPERT_INSTRUCTIONS, LLM_LO
 from rsmoe.model.router import InstructionRouter
 from rsmoe.model.vlm import VLMEncoder, qformer_tokenizer, tokenize_instructions
 
-TRAINING_MODES = ("stage1", "stage2", "one-stage", "frozen")
+TRAINING_MODES = ("stage1", "stage2", "one-stage", "image-path", "frozen")
 IGNORE = -100
 
 
@@ -104,7 +104,7 @@ class RSMoE(nn.Module):
         vlm = ("qformer_lora", "queries", "projection")
         experts = tuple(f"llm_lora:{e}" for e in self.experts)
         return {"stage1": vlm + (f"llm_lora:{STAGE1}",), "stage2": ("router",) + experts,
-                "one-stage": vlm + ("router",) + experts, "frozen": ()}[mode]
+                "one-stage": vlm + ("router",) + experts, "image-path": vlm, "frozen": ()}[mode]
 
     def set_stage(self, mode: str) -> None:
         """Make exactly the parameters trained in `mode` require grad (paper III-C, III-E)."""

@@ -10,8 +10,8 @@ import shutil
 
 from rsmoe.evaluation.card import model_card, write_card
 from rsmoe.model import RSMoE
-from rsmoe.params import Params
-from rsmoe.training.content import attach_content_heads, detach_content_heads, with_content_loss
+from rsmoe.params import Params, StageTrainParams
+from rsmoe.training.content import attach_content_heads, content_only, detach_content_heads, with_content_loss
 from rsmoe.training.data import load_examples
 from rsmoe.training.features import FrozenFeatures
 from rsmoe.training.loop import is_main_process, run_training
@@ -43,6 +43,15 @@ def run(params: Params) -> dict:
     ckpt = params.paths.checkpoints / "stage1"
     key = digest("stage1", params.model, params.train, params.stage1, params.paths.prepared / "captions.json",
                  *([params.paths.prepared / "qa.json"] if params.train.qa_per_image else []))
+    warmed = None
+    if heads is not None and params.train.content_warmup_epochs > 0:  # the image path first learns what crops show
+        model.set_stage("image-path")
+        warmed = run_training(model, examples, lambda b: content_only(model, heads, features.image_tokens(
+                                  [e.image for e in b]), b), train=params.train,
+                              stage=StageTrainParams(epochs=params.train.content_warmup_epochs),
+                              checkpoint_dir=params.paths.checkpoints / "stage1-content", run_key=key,
+                              name="stage1 content")
+        model.set_stage("stage1")
     summary = run_training(model, examples, forward, train=params.train, stage=params.stage1,
                            checkpoint_dir=ckpt, run_key=key, name="stage1")
     detach_content_heads(model)  # training only: not part of the saved model
@@ -50,7 +59,10 @@ def run(params: Params) -> dict:
         return summary
     model.save_pretrained(out)
     shutil.rmtree(ckpt, ignore_errors=True)
+    shutil.rmtree(params.paths.checkpoints / "stage1-content", ignore_errors=True)
     summary["encoded_images"] = features.encoded_images
+    if warmed:
+        summary["content_warmup"] = {k: warmed[k] for k in ("steps", "first_loss", "final_loss")}
     summary = write_metrics(params, "stage1", summary)
     write_card(out, model_card(params, "stage1", training=summary))
     return summary

@@ -86,3 +86,15 @@ def with_content_loss(out, heads: ContentHeads | None, weight: float, vlm_featur
     if extra is None:
         return out
     return type(out)(out.loss + weight * extra, {**out.losses, "content": extra}, out.tokens)
+
+
+def content_only(model: nn.Module, heads: ContentHeads, image_tokens: torch.Tensor, batch: Sequence):
+    """The content loss alone (the warm-up of the image path before the caption loss): the
+    Q-Former, its queries and projection, and no LLM."""
+    from rsmoe.model.rsmoe import ModelOutput
+
+    feats = model.vlm_features(image_tokens, [e.instruction for e in batch])
+    loss = heads.loss(feats, [getattr(e, "content", None) for e in batch])
+    if loss is None:  # no annotated image in this batch: nothing to learn, a zero that keeps the graph
+        loss = feats.sum() * 0
+    return ModelOutput(loss, {"content": loss}, {})
