@@ -12,37 +12,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-
-def start_server(port: int, timeout: float = 90, env: dict | None = None) -> subprocess.Popen:
-    """`prefect server start` on 127.0.0.1:port; returns once /api/health answers. The UI it
-    serves is told the same address (otherwise it calls 127.0.0.1:4200 whatever the port)."""
-    env = {**(os.environ if env is None else env), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
-           "PREFECT_SERVER_UI_API_URL": f"http://127.0.0.1:{port}/api"}
-    prefect = Path(sys.executable).parent / "prefect"
-    proc = subprocess.Popen([str(prefect) if prefect.exists() else "prefect", "server", "start",
-                             "--host", "127.0.0.1", "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"prefect server exited with code {proc.returncode}; is port {port} free?")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2) as r:
-                if r.status == 200:
-                    return proc
-        except OSError:
-            time.sleep(0.5)
-    proc.terminate()
-    raise RuntimeError(f"prefect server did not become healthy on port {port} within {timeout:.0f} s")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--params", type=Path, default=ROOT / "params.yaml")
     args = ap.parse_args(argv)
 
+    from rsmoe.orchestration import start_server
     from rsmoe.params import load_params
 
     schedule = load_params(args.params).schedule
@@ -64,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
         from prefect.client.schemas.schedules import CronSchedule
 
-        from flows.pipeline import pipeline
+        from pipeline import pipeline  # flows/pipeline.py, beside this script
 
         # one run at a time on this checkout (one params.yaml, one DVC workspace): a run started
         # while another is running waits in the queue instead of racing it

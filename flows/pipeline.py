@@ -23,6 +23,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
 from rsmoe.evaluation.scoring import scores_markdown
+from rsmoe.orchestration import last_run, run_markdown
 from rsmoe.params import set_params
 from rsmoe.stages import STAGES
 
@@ -77,12 +78,8 @@ def run_status(outcome: str, done: list[str], overrides: dict, detail: str = "")
     a failed scheduled run is readable without the UI (`python flows/pipeline.py --last-run`)."""
     from prefect.runtime import flow_run
 
-    lines = [f"# rsmoe run {flow_run.get_name() or ''}: {outcome}", "",
-             f"- stages finished: {', '.join(done) or 'none'}",
-             f"- parameters set: {json.dumps(overrides) if overrides else 'none (params.yaml as committed)'}"]
-    if detail:
-        lines += ["", "Last log lines:", "", "```", detail.strip()[-4000:], "```"]
-    create_markdown_artifact("\n".join(lines), key="rsmoe-run", description=f"rsmoe run: {outcome}")
+    create_markdown_artifact(run_markdown(flow_run.get_name() or "", outcome, done, overrides, detail),
+                             key="rsmoe-run", description=f"rsmoe run: {outcome}")
 
 
 def stage_task(name: str):
@@ -156,20 +153,6 @@ def pipeline(preset: str | None = None, experts: int | None = None, strategy: st
     if push:
         dvc_push()
     run_status("completed", done, overrides)
-
-
-def last_run() -> str:
-    """The newest `rsmoe-run` artifact's markdown. Asked of the REST API directly: in Prefect 3.8
-    both `prefect artifact inspect` and the client's read_artifacts send filters (null, or empty
-    ones that drop flow-level artifacts) that this server rejects or misreads."""
-    from prefect.client.orchestration import get_client
-
-    query = {"artifacts": {"key": {"any_": ["rsmoe-run"]}}, "sort": "CREATED_DESC", "limit": 1, "offset": 0}
-    with get_client(sync_client=True) as client:
-        response = client.request("POST", "/artifacts/filter", json=query)
-        response.raise_for_status()
-        found = response.json()
-    return str(found[0]["data"]) if found else "no rsmoe run recorded on this Prefect server"
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -106,7 +106,7 @@ def test_served_deployment_runs_then_is_a_no_op_and_outputs_round_trip_through_t
     root, repo, env = project
     port = _free_port()
     env = {**env, "PREFECT_API_URL": f"http://127.0.0.1:{port}/api"}
-    from flows.deploy import start_server
+    from rsmoe.orchestration import start_server
 
     server = start_server(port, timeout=120, env=env)  # as `make serve` starts it, on a non-default port
     log = root / "serve.log"

@@ -17,7 +17,7 @@ LAYERS = [
     ["rsmoe.evaluation", "rsmoe.export"],
     ["rsmoe.inference"],
     ["rsmoe.stages"],
-    ["rsmoe.cli", "rsmoe.__main__", "rsmoe"],
+    ["rsmoe.cli", "rsmoe.__main__", "rsmoe.orchestration", "rsmoe"],
 ]
 
 
