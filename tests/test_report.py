@@ -5,6 +5,7 @@ import csv
 import io
 import os
 import re
+from html.parser import HTMLParser
 
 import numpy as np
 import pytest
@@ -153,8 +154,52 @@ def test_bad_spans_are_named(sample, problem):
 
 def test_text_is_escaped(html):
     assert "<script>" not in html
-    assert "Cars &lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;quoted&quot; &#x27;text&#x27;." in html
+    # quotes as jinja2's autoescape (markupsafe) writes them: &#34; &#39; (html.escape wrote &quot; &#x27;)
+    assert "Cars &lt;script&gt;alert(1)&lt;/script&gt; &amp; &#34;quoted&#34; &#39;text&#39;." in html
     assert "SPICE is not computed &lt;offline&gt;" in html
+
+
+HOSTILE = "<script>alert(1)</script>\" onmouseover=\"alert(2)\" '&"
+
+
+class Tags(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags, self.attrs = set(), set()
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.add(tag)
+        self.attrs |= {name for name, _ in attrs}
+
+
+def test_hostile_names_and_texts_cannot_inject_markup():
+    """Every string of the inputs lands escaped, in text and in attributes alike."""
+    esc = "&lt;script&gt;alert(1)&lt;/script&gt;&#34; onmouseover=&#34;alert(2)&#34; &#39;&amp;"
+    data = ReportData(
+        preset=HOSTILE, experts=[HOSTILE], strategy=HOSTILE, date=HOSTILE, split=HOSTILE,
+        scores={HOSTILE: scores(1.0), "stage1": scores(2.0)}, baselines={HOSTILE: scores(0.5)},
+        margins={HOSTILE: {m: {"margin": 0.5, "best_baseline": HOSTILE} for m in METRICS}},
+        aspects={HOSTILE: {"n": 1}},
+        vqa={"per_type": {HOSTILE: {"accuracy": 50.0, "n": 2}}, "baseline": {"answers": {HOSTILE: HOSTILE}}},
+        grounding={"per_class": {HOSTILE: {"present": 1}}},
+        samples=[Sample(name=HOSTILE, reference=HOSTILE, caption=HOSTILE + " tail", image=grey_image((32, 32)),
+                        segments=[Segment(HOSTILE, 0, len(HOSTILE))], marks=[Mark(0, 8, "hallucinated", HOSTILE)],
+                        missed=[HOSTILE], others={HOSTILE: HOSTILE})],
+        notes=[HOSTILE])
+    html = report.report_html(data)
+    assert "<script" not in html.lower() and 'onmouseover="' not in html
+    mark = f'<mark class="err err-hallucinated" title="{esc}">&lt;script&gt;</mark>'
+    for where in (f"<title>RS-MoE evaluation \u00b7 preset {esc} \u00b7 1 experts ({esc}) \u00b7 {esc} \u00b7 {esc}<",
+                  f'<p class="meta">split {esc} \u00b7', f"<tr><td>{esc}</td><td>1.00</td>",
+                  f"<em>{esc} \u2212 best baseline</em>", f'title="over {esc}"', f'<em class="baseline">{esc}</em>',
+                  f'<span class="sw seg-other"></span>{esc}</td>', f'<span class="ans">({esc})</span>',
+                  f'alt="{esc}">', f'<div class="name">{esc}</div>', f'<div class="label">reference</div><p>{esc}</p>',
+                  f'<div class="label">{esc}</div><p>{esc}</p>', f'<span class="seg seg-other" title="{esc}">{mark}',
+                  f"never named): {esc}</p>", f"<li>{esc}</li>"):
+        assert where in html, where
+    parser = Tags()
+    parser.feed(html)
+    assert "script" not in parser.tags and not any(a.startswith("on") for a in parser.attrs), parser.attrs
 
 
 def test_self_contained_without_paths(html, tmp_path):

@@ -6,7 +6,9 @@
 
 Self-contained: the CSS is inline and every picture (sample thumbnails, the loss plot) is a
 base64 PNG data URI, so nothing is fetched when the file is opened, and no file path is written
-into it: the file can be attached to a CI run or mailed as is. Every text is HTML-escaped.
+into it: the file can be attached to a CI run or mailed as is. This module computes what the report
+shows (formatted numbers, best values, captions cut into spans, pictures); the markup is the jinja2
+template templates/report.html.j2, rendered with autoescape on, so every text is HTML-escaped.
 
 The inputs are dataclasses of plain, JSON-able types; the dict-valued fields take exactly what
 `captions.score` / `captions.score_aspects` / `vqa.accuracy` / `grounding.aggregate` return.
@@ -30,14 +32,16 @@ from __future__ import annotations
 
 import base64
 import csv
-import html
+import functools
 import io
 import itertools
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import jinja2
+from markupsafe import Markup
 from PIL import Image
 
 from rsmoe.evaluation.captions import METRICS
@@ -247,22 +251,15 @@ def loss_plot(losses: Mapping[str, list[dict[str, Any]]]) -> bytes | None:
 # HTML
 
 
-def _e(text: Any) -> str:
-    return html.escape(str(text), quote=True)
-
-
 def _num(v: Any, unit: str = "") -> str:
     if v is None or v == "":
         return "\u2013"
     return str(v) if isinstance(v, int) else f"{float(v):.2f}{unit}"
 
 
-def _table(head: Sequence[str], rows: Sequence[Sequence[str]], bold: Collection[tuple[int, int]] = ()) -> str:
-    """Cells are HTML already (escaped by the caller); `bold` holds (row, column) of best values."""
-    th = "".join(f"<th>{_e(h)}</th>" for h in head)
-    body = "".join("<tr>" + "".join(f"<td><strong>{c}</strong></td>" if (i, j) in bold else f"<td>{c}</td>"
-                                    for j, c in enumerate(row)) + "</tr>" for i, row in enumerate(rows))
-    return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
+def _seg_class(label: str) -> str:
+    """The CSS class suffix of a segment label: its aspect colour, or grey ("other")."""
+    return label if label in ASPECT_COLOURS else "other"
 
 
 # diagnostics columns of the scores table: (key, header, unit)
@@ -277,77 +274,54 @@ BASELINE_LABELS = {
 }
 
 
-def _signed(v: float) -> str:
-    return f"{v:+.2f}"
-
-
-def _scores_html(scores: Mapping[str, Mapping[str, float]], baselines: Mapping[str, Mapping[str, float]] = {},
-                 margins: Mapping[str, Mapping[str, Mapping[str, Any]]] = {}) -> str:
+def _scores(scores: Mapping[str, Mapping[str, float]], baselines: Mapping[str, Mapping[str, float]],
+            margins: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> dict[str, Any]:
     """Model rows (best model value bold), each model's margin over the best non-oracle baseline,
     then the baselines (italic): every score beside what no model would get."""
-    def row(label: str, s: Mapping[str, Any]) -> list[str]:
-        return [label] + [_num(s.get(m)) for m in METRICS] + [_num(s.get(k), unit) for k, _, unit in DIAGNOSTICS]
+    def values(s: Mapping[str, Any]) -> list[str]:
+        return [_num(s.get(m)) for m in METRICS] + [_num(s.get(k), unit) for k, _, unit in DIAGNOSTICS]
 
-    rows = [row(_e(name), s) for name, s in scores.items()]
-    bold = set()
-    if len(scores) > 1:  # the best model per metric
-        for j, m in enumerate(METRICS, start=1):
-            vals = [(s[m], i) for i, s in enumerate(scores.values()) if s.get(m) is not None]
-            bold |= {(i, j) for v, i in vals if v == max(vals)[0]}
-    for name, per_metric in margins.items():
-        cells = []
-        for m in METRICS:
-            d = per_metric.get(m)
-            cls = "pos" if d and d["margin"] > 0 else "neg"
-            cells.append(f'<span class="{cls}" title="over {_e(d["best_baseline"])}">{_signed(d["margin"])}</span>'
-                         if d else "\u2013")
-        rows.append([f"<em>{_e(name)} \u2212 best baseline</em>", *cells, *[""] * len(DIAGNOSTICS)])
-    rows += [row(f'<em class="baseline">{_e(BASELINE_LABELS.get(name, name))}</em>', s) for name, s in baselines.items()]
-    return _table(["model", *METRICS, *(h for _, h, _ in DIAGNOSTICS)], rows, bold)
+    best = {m: max(v) for m in METRICS  # the best model per metric
+            if len(scores) > 1 and (v := [s[m] for s in scores.values() if s.get(m) is not None])}
+    return {
+        "head": ["model", *METRICS, *(h for _, h, _ in DIAGNOSTICS)],
+        "models": [(name, values(s), {j for j, m in enumerate(METRICS) if m in best and s.get(m) == best[m]})
+                   for name, s in scores.items()],
+        "margins": [(name, [{"cls": "pos" if d["margin"] > 0 else "neg", "over": d["best_baseline"],
+                             "margin": f"{d['margin']:+.2f}"} if d else None for d in map(per_metric.get, METRICS)])
+                    for name, per_metric in margins.items()],
+        "diagnostics": len(DIAGNOSTICS),  # empty cells that end a margin row
+        "baselines": [(BASELINE_LABELS.get(name, name), values(s)) for name, s in baselines.items()],
+    }
 
 
-def _aspects_html(aspects: Mapping[str, Mapping[str, float]]) -> str:
-    rows = [[_legend_swatch(a) + _e(a)] + [_num(s.get(m)) for m in METRICS] + [_num(s.get("n"))]
-            for a, s in aspects.items()]
-    return _table(["aspect", *METRICS, "n"], rows)
+def _aspects(aspects: Mapping[str, Mapping[str, float]]) -> dict[str, Any]:
+    return {"head": ["aspect", *METRICS, "n"],
+            "rows": [(a, [_num(s.get(m)) for m in METRICS] + [_num(s.get("n"))]) for a, s in aspects.items()]}
 
 
-def _vqa_html(vqa: Mapping[str, Any]) -> str:
+def _vqa(vqa: Mapping[str, Any]) -> dict[str, Any]:
     """Accuracy per type beside the majority-answer baseline (the train split's most frequent answer)."""
     base = vqa.get("baseline") or {}
-    per_base = base.get("per_type", {})
-    answers = base.get("answers", {})
-
-    def b(t: str) -> str:
-        acc = per_base.get(t, {}).get("accuracy")
-        return _num(acc, " %") + (f' <span class="ans">({_e(answers[t])})</span>' if t in answers else "")
-
-    rows = [[_e(t), _num(r.get("accuracy"), " %"), b(t), _num(r.get("n"))] for t, r in vqa.get("per_type", {}).items()]
-    rows.append(["<strong>average</strong> (mean of types)", _num(vqa.get("average"), " %"),
-                 _num(base.get("average"), " %"), ""])
-    rows.append(["<strong>overall</strong> (all questions)", _num(vqa.get("overall"), " %"),
-                 _num(base.get("overall"), " %"), _num(vqa.get("n"))])
-    return _table(["question type", "accuracy", "majority baseline", "n"], rows)
+    per_base, answers = base.get("per_type", {}), base.get("answers", {})
+    return {
+        "types": [(t, _num(r.get("accuracy"), " %"), _num(per_base.get(t, {}).get("accuracy"), " %"), answers.get(t),
+                   _num(r.get("n"))) for t, r in vqa.get("per_type", {}).items()],
+        "average": [_num(vqa.get("average"), " %"), _num(base.get("average"), " %"), ""],
+        "overall": [_num(vqa.get("overall"), " %"), _num(base.get("overall"), " %"), _num(vqa.get("n"))],
+    }
 
 
-def _grounding_html(g: Mapping[str, Any]) -> str:
+def _grounding(g: Mapping[str, Any]) -> dict[str, Any]:
     pct = [("count_accuracy", "count accuracy"), ("vague_accuracy", "vague accuracy"),
            ("hallucination_rate", "hallucination rate"), ("miss_rate", "miss rate")]
     totals = [("counted", "counts checked"), ("mentioned", "classes named"), ("present", "classes present"),
               ("images", "images")]
-    table = _table([h for _, h in pct + totals],
-                   [[_num(g.get(k), " %") for k, _ in pct] + [_num(g.get(k)) for k, _ in totals]])
-    per_class = g.get("per_class") or {}
-    if not per_class:
-        return table
     cols = ["present", "mentioned", "hallucinated", "missed", "denied", "counted", "count_correct"]
-    rows = [[_e(c)] + [_num(r.get(k)) for k in cols] for c, r in per_class.items()]
-    return table + f"<details><summary>per class</summary>{_table(['class', *cols], rows)}</details>"
-
-
-def _legend_swatch(label: str) -> str:
-    cls = label if label in ASPECT_COLOURS else "other"
-    return f'<span class="sw seg-{cls}"></span>'
+    return {"head": [h for _, h in pct + totals],
+            "row": [_num(g.get(k), " %") for k, _ in pct] + [_num(g.get(k)) for k, _ in totals],
+            "class_head": ["class", *cols],
+            "classes": [(c, [_num(r.get(k)) for k in cols]) for c, r in (g.get("per_class") or {}).items()]}
 
 
 def _check_spans(s: Sample) -> None:
@@ -365,8 +339,9 @@ def _check_spans(s: Sample) -> None:
             raise ValueError(f"sample {s.name!r}: mark kind {m.kind!r} unknown; use one of {list(MARK_STYLES)}")
 
 
-def caption_html(s: Sample) -> str:
-    """The caption with segment tints and error marks, cut at every span boundary."""
+def caption_html(s: Sample) -> Markup:
+    """The caption with segment tints and error marks, cut at every span boundary. Markup (a str)
+    whose text is escaped by Markup.format / Markup.join, so the template embeds it as is."""
     _check_spans(s)
     cuts = sorted({0, len(s.caption), *(x for sp in [*s.segments, *s.marks] for x in (sp.start, sp.end))})
     pieces: list[tuple[Segment | None, tuple[Mark, ...], str]] = []
@@ -379,40 +354,13 @@ def caption_html(s: Sample) -> str:
             pieces.append((seg, marks, s.caption[a:b]))
     out = []
     for seg, group in itertools.groupby(pieces, key=lambda p: p[0]):
-        inner = ""
-        for _, marks, text in group:
-            if marks:
-                kinds = " ".join(f"err-{m.kind}" for m in marks)
-                title = "\n".join(m.note or m.kind for m in marks)
-                inner += f'<mark class="err {kinds}" title="{_e(title)}">{_e(text)}</mark>'
-            else:
-                inner += _e(text)
-        if seg is None:
-            out.append(inner)
-        else:
-            cls = seg.label if seg.label in ASPECT_COLOURS else "other"
-            out.append(f'<span class="seg seg-{cls}" title="{_e(seg.label)}">{inner}</span>')
-    return "".join(out)
-
-
-def _sample_html(s: Sample) -> str:
-    img = (f'<img class="thumb" src="{_thumbnail(s.image, s.name)}" alt="{_e(s.name)}">' if s.image is not None
-           else '<div class="thumb noimg">no image</div>')
-    others = "".join(f'<div class="label">{_e(k)}</div><p>{_e(v)}</p>' for k, v in s.others.items())
-    missed = (f'<p class="missed">missed (present, never named): {_e(", ".join(s.missed))}</p>' if s.missed else "")
-    return (f'<div class="sample">{img}<div class="texts"><div class="name">{_e(s.name)}</div>'
-            f'<div class="label">reference</div><p>{_e(s.reference)}</p>'
-            f'<div class="label">generated</div><p class="caption">{caption_html(s)}</p>{missed}{others}'
-            "</div></div>")
-
-
-def _legend(samples: Sequence[Sample]) -> str:
-    used = {g.label for s in samples for g in s.segments}
-    labels = [a for a in ASPECT_COLOURS] + sorted(used - set(ASPECT_COLOURS))
-    items = [f"<span>{_legend_swatch(a)}{_e(a)}</span>" for a in labels]
-    items += [f'<span><mark class="err err-{k}">{_e(k)}</mark> {_e(text)}</span>'
-              for k, (_, text) in MARK_STYLES.items()]
-    return f'<div class="legend">{"".join(items)}</div>'
+        inner = Markup("").join(
+            Markup('<mark class="err {}" title="{}">{}</mark>').format(
+                " ".join(f"err-{m.kind}" for m in marks), "\n".join(m.note or m.kind for m in marks), text)
+            if marks else text for _, marks, text in group)
+        out.append(inner if seg is None else Markup('<span class="seg seg-{}" title="{}">{}</span>').format(
+            _seg_class(seg.label), seg.label, inner))
+    return Markup("").join(out)
 
 
 def _css() -> str:
@@ -445,25 +393,29 @@ def report_html(data: ReportData) -> str:
     """The whole report as one HTML string."""
     title = (f"RS-MoE evaluation \u00b7 preset {data.preset} \u00b7 {len(data.experts)} experts "
              f"({', '.join(data.experts)}) \u00b7 {data.strategy} \u00b7 {data.date}")
-    images = "" if data.images is None else f" \u00b7 {data.images} images"
-    parts = [f"<h1>{_e(title)}</h1>",
-             f'<p class="meta">split {_e(data.split)}{images} \u00b7 {len(data.samples)} sample captions shown</p>',
-             "<h2>Captions</h2>", _scores_html(data.scores, data.baselines, data.margins) if data.scores
-             else "<p>no caption scores</p>"]
-    if data.aspects:
-        parts += ["<h2>Per aspect</h2>", _aspects_html(data.aspects)]
-    parts += ["<h2>VQA</h2>", _vqa_html(data.vqa) if data.vqa else "<p>no questions in this split</p>",
-              "<h2>Grounding</h2>", _grounding_html(data.grounding) if data.grounding
-              else "<p>no DOTA annotations to ground against</p>"]
     png = loss_plot(data.losses)
-    parts += ["<h2>Training loss</h2>", f'<img class="plot" src="{_data_uri(png)}" alt="training loss per step">'
-              if png else "<p>no training steps recorded</p>"]
-    if data.samples:
-        parts += ["<h2>Samples</h2>", _legend(data.samples), *(_sample_html(s) for s in data.samples)]
-    if data.notes:
-        parts += ['<h2>Notes</h2><ul class="notes">', *(f"<li>{_e(n)}</li>" for n in data.notes), "</ul>"]
-    return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
-            f"<style>{_css()}</style></head>\n<body>\n" + "\n".join(parts) + "\n</body></html>\n")
+    used = {g.label for s in data.samples for g in s.segments}
+    return _template().render(
+        data=data, title=title, css=Markup(_css()),  # the CSS is ours and must not be escaped
+        scores=_scores(data.scores, data.baselines, data.margins) if data.scores else None,
+        aspects=_aspects(data.aspects) if data.aspects else None,
+        vqa=_vqa(data.vqa) if data.vqa else None,
+        grounding=_grounding(data.grounding) if data.grounding else None,
+        plot=_data_uri(png) if png else None,
+        legend_labels=[*ASPECT_COLOURS, *sorted(used - set(ASPECT_COLOURS))],
+        mark_legend=[(k, text) for k, (_, text) in MARK_STYLES.items()],
+        samples=[(s, None if s.image is None else _thumbnail(s.image, s.name), caption_html(s))
+                 for s in data.samples])
+
+
+@functools.cache
+def _template() -> jinja2.Template:
+    """templates/report.html.j2, from one Environment that escapes every value it is given."""
+    env = jinja2.Environment(loader=jinja2.PackageLoader("rsmoe.evaluation", "templates"), autoescape=True,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                             keep_trailing_newline=True)
+    env.filters["seg_class"] = _seg_class
+    return env.get_template("report.html.j2")
 
 
 def write_report(out: Path, data: ReportData) -> Path:
@@ -472,7 +424,3 @@ def write_report(out: Path, data: ReportData) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(report_html(data), encoding="utf-8")
     return out
-
-
-# ---------------------------------------------------------------------------------------------
-# Screenshot
