@@ -179,6 +179,8 @@ def test_each_ablation_setting_builds_and_trains(project, tmp_path, experts, str
                          train={"strategy": strategy}, stage1={"max_steps": 2}, stage2={"max_steps": 2})
     s1, prop, s2 = _pipeline(params)
     assert ("skipped" in s1) == (strategy == "one-stage")
+    card = (params.paths.models / "stage1" / "README.md").read_text()  # a card, trained or skipped
+    assert ("- skipped: train.strategy is one-stage" in card) == (strategy == "one-stage")
     assert prop["from_stage1"] == (strategy == "two-stage") and len(prop["experts"]) == experts
     assert s2["steps"] == 2 and s2["mode"] == ("stage2" if strategy == "two-stage" else "one-stage")
     model = RSMoE.from_pretrained(params.paths.models / "stage2")

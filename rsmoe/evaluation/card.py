@@ -63,7 +63,8 @@ def model_card(params: Params, name: str, training: Mapping[str, Any] | None = N
         "- Params of the stages that made it (`params.yaml`):", "", "```yaml", params_yaml.rstrip(), "```", "",
     ]
     if training:
-        keep = ("steps", "epochs", "examples", "precision", "first_loss", "final_loss", "mean_loss_last_epoch", "mode")
+        keep = ("skipped", "steps", "epochs", "examples", "precision", "first_loss", "final_loss",
+                "mean_loss_last_epoch", "mode", "content_warmup")
         lines += ["## Training", "", *(f"- {k}: {training[k]}" for k in keep if k in training), ""]
     lines += ["## Evaluation", ""]
     if scores:

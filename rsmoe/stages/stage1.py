@@ -23,7 +23,9 @@ def run(params: Params) -> dict:
     out = params.paths.models / "stage1"
     if params.train.strategy == "one-stage":
         model.save_pretrained(out)
-        return write_metrics(params, "stage1", {"skipped": "train.strategy is one-stage: no Stage I"})
+        summary = {"skipped": "train.strategy is one-stage: no Stage I"}
+        write_card(out, model_card(params, "stage1", training=summary))
+        return write_metrics(params, "stage1", summary)
     examples = load_examples(params.paths.prepared, "train", params.model.experts, params.train.qa_per_image)
     model.set_stage("stage1")
     print(model.summary())
