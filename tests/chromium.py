@@ -18,6 +18,24 @@ class ChromiumNotFound(RuntimeError):
     pass
 
 
+def require_chromium(what: str, *, skip: bool = True) -> bool:
+    """True when Chromium is on PATH. Without it: a failure under RSMOE_REQUIRE_CHROMIUM=1 (CI,
+    `make test`), else a skip of the calling test saying `what` is not checked (or, with
+    skip=False, False: the test goes on without that check)."""
+    import os
+
+    import pytest
+
+    if find_chromium() is not None:
+        return True
+    message = f"Chromium not installed (apt-get install -y chromium); {what} is not checked"
+    if os.environ.get("RSMOE_REQUIRE_CHROMIUM") == "1":
+        pytest.fail(message + ", but RSMOE_REQUIRE_CHROMIUM=1")
+    if skip:
+        pytest.skip(message)
+    return False
+
+
 def find_chromium() -> str | None:
     return next((p for p in map(shutil.which, CHROMIUM_NAMES) if p), None)
 

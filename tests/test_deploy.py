@@ -87,11 +87,9 @@ def _flow_run_states(port: int) -> list[str]:
 def _ui_lists_the_deployment(port: int) -> None:
     """The Prefect UI served on `port` (not 4200) reaches its API and lists the deployment `full`
     (headless Chromium renders the page's JavaScript)."""
-    from chromium import dump_dom, find_chromium
+    from chromium import dump_dom, require_chromium
 
-    if find_chromium() is None:
-        if os.environ.get("RSMOE_REQUIRE_CHROMIUM") == "1":
-            pytest.fail("no Chromium on PATH, but RSMOE_REQUIRE_CHROMIUM=1")
+    if not require_chromium("the Prefect UI", skip=False):
         return
     dom = ""
     for _ in range(3):  # the UI's first load can outlast one virtual-time budget on a busy machine

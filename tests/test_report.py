@@ -3,7 +3,6 @@ Chromium, a screenshot that shows the paper's aspect colours, the error marks an
 import base64
 import csv
 import io
-import os
 import re
 from html.parser import HTMLParser
 
@@ -11,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from chromium import ChromiumNotFound, find_chromium, render_png
+from chromium import ChromiumNotFound, render_png, require_chromium
 from rsmoe.evaluation import report
 from rsmoe.evaluation.captions import METRICS
 from rsmoe.evaluation.grounding import aggregate, ground
@@ -262,11 +261,7 @@ def near(pixels, colour, tol=3):
 
 
 def test_screenshot_shows_colours_marks_and_plot(tmp_path, data):
-    if find_chromium() is None:
-        message = "Chromium not installed (apt-get install -y chromium); the report is not rendered"
-        if os.environ.get("RSMOE_REQUIRE_CHROMIUM") == "1":
-            pytest.fail(message + ", but RSMOE_REQUIRE_CHROMIUM=1")
-        pytest.skip(message)
+    require_chromium("the rendered report")
     html = write_report(tmp_path / "report.html", data)
     png = render_png(html, tmp_path / "report.png", width=1200, height=2400)
     px = np.asarray(Image.open(png).convert("RGB"))

@@ -3,8 +3,9 @@
 Writes `paths.onnx/`: image_encoder.onnx (pixel_values -> image tokens), vlm_encoder.onnx
 (pixel_values, instruction ids and mask -> F_VLM, the Q-Former LoRA merged), encoders.json
 (names, shapes, opset, preprocessing, fingerprints), the Q-Former tokenizer, parity.json and the
-model card README.md (with the evaluation scores of `metrics/evaluate.json`); and `metrics/export.json`. Fails when ONNX Runtime and PyTorch differ by more than `export.parity_tol`
-on the first `export.parity_images` crops of the evaluation split.
+model card README.md (with the evaluation scores of `metrics/evaluate.json`); and
+`metrics/export.json`. Fails when ONNX Runtime and PyTorch differ by more than
+`export.parity_tol` on the first `export.parity_images` crops of the evaluation split.
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ def run(params: Params) -> dict:
     # the card with the scores: export runs after evaluate (stage2's folder is stage2's DVC output)
     scores = Path(params.paths.metrics) / "evaluate.json"
     training = Path(params.paths.metrics) / "stage2.json"
-    write_card(out, model_card(params, "onnx", training=json.loads(training.read_text()) if training.is_file() else None,
-                               scores=scores_markdown(json.loads(scores.read_text())) if scores.is_file() else None))
+    write_card(out, model_card(
+        params, "onnx", training=json.loads(training.read_text()) if training.is_file() else None,
+        scores=scores_markdown(json.loads(scores.read_text())) if scores.is_file() else None))
     return metrics
