@@ -91,6 +91,22 @@ def load_prepared(prepared: str | Path, name: str, *, missing_fix: str = "") -> 
     return records
 
 
+def split_records(prepared: str | Path, name: str, split: str, *,
+                  missing_fix: str = "") -> list[tuple[dict[str, Any], Path]]:
+    """The `split` records of a prepared folder's `captions.json` / `qa.json`, each with its image
+    file (prepared/images/FILENAME), which must exist."""
+    out = []
+    for i, record in enumerate(load_prepared(prepared, name, missing_fix=missing_fix)):
+        if record["split"] != split:
+            continue
+        image = Path(prepared) / "images" / record["filename"]
+        if not image.is_file():
+            raise AnnotationError(Path(prepared) / name, f"annotation {i}", f"image {image} is missing",
+                                  "re-run the prepare stage")
+        out.append((record, image))
+    return out
+
+
 def _field(path: Path, record: str, item: dict[str, Any], key: str) -> str:
     value = item.get(key) if isinstance(item, dict) else None
     if not isinstance(value, (str, int)) or str(value).strip() == "":

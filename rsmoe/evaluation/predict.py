@@ -11,7 +11,7 @@ from typing import Sequence
 
 from tqdm.auto import tqdm
 
-from rsmoe.data.loaders import load_karpathy, load_prepared
+from rsmoe.data.loaders import load_karpathy, split_records
 from rsmoe.errors import InputError
 from rsmoe.evaluation.vqa import expert_for
 from rsmoe.model.presets import DEFAULT_INSTRUCTION
@@ -61,16 +61,8 @@ def answer_questions(model: RSMoE, questions: Sequence[Question], features: Froz
 
 def load_questions(prepared: Path, split: str) -> list[Question]:
     """The RSIEval-format QA pairs of one split of a prepared folder (qa.json)."""
-    path = Path(prepared) / "qa.json"
-    out = []
-    for i, a in enumerate(load_prepared(prepared, "qa.json")):
-        if a["split"] != split:
-            continue
-        image = Path(prepared) / "images" / a["filename"]
-        if not image.is_file():
-            raise InputError(path, f"image {image} is missing", "re-run the prepare stage", record=f"annotation {i}")
-        out += [Question(image, qa["question"], qa["answer"], qa["type"]) for qa in a.get("qa_pairs", [])]
-    return out
+    return [Question(image, qa["question"], qa["answer"], qa["type"])
+            for a, image in split_records(prepared, "qa.json", split) for qa in a.get("qa_pairs", [])]
 
 
 def karpathy_references(annotations: Path, images: Path, split: str = "test") -> dict[Path, list[str]]:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rsmoe.data.aspects import expert_for, group_segments, split_caption
-from rsmoe.data.loaders import load_prepared
+from rsmoe.data.loaders import load_prepared, split_records
 from rsmoe.errors import InputError
 
 
@@ -32,12 +32,7 @@ def load_examples(prepared: Path, split: str, n_experts: int, qa_per_image: int 
     """
     path = Path(prepared) / "captions.json"
     out = []
-    for i, a in enumerate(load_prepared(prepared, "captions.json")):
-        if a["split"] != split:
-            continue
-        image = Path(prepared) / "images" / a["filename"]
-        if not image.is_file():
-            raise InputError(path, f"image {image} is missing", "re-run the prepare stage", record=f"annotation {i}")
+    for a, image in split_records(prepared, "captions.json", split):
         text = a["text_output"].strip()
         segments = a.get("segments") or split_caption(text)
         out.append(Example(image, a.get("text_input") or "Describe this image in detail.", text,
