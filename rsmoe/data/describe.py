@@ -149,11 +149,13 @@ def _pick(key: str, slot: str, options: Sequence[str]) -> str:
     return options[_index(key, slot, len(options))]
 
 
-def _a(noun: str) -> str:
+def with_article(noun: str) -> str:
+    """"plane" -> "a plane", "oil depot" -> "an oil depot"."""
     return ("an " if noun[:1] in "aeiou" else "a ") + noun
 
 
-def _cap(s: str) -> str:
+def capitalized(s: str) -> str:
+    """The first letter upper-cased, the rest as it is."""
     return s[:1].upper() + s[1:]
 
 
@@ -305,7 +307,7 @@ class _Relation:
     phrase: str  # "to the left of", "above", "next to", "moored along" ...
 
     def sentence(self) -> str:
-        return f"{_cap(self.a.the())} {self.a.be()} {self.phrase} {self.b.the()}."
+        return f"{capitalized(self.a.the())} {self.a.be()} {self.phrase} {self.b.the()}."
 
 
 _ALONG = {("ship", "harbor"): "moored along", ("container-crane", "harbor"): "standing along"}
@@ -433,7 +435,7 @@ def _count_sentence(groups: list[_Group], key: str) -> str:
         f"There {there} {listed} in the image.",
         f"Specifically, {listed} can be observed in the image.",
         f"In total, {listed} can be seen.",
-        f"{_cap(listed)} {verb} visible.",
+        f"{capitalized(listed)} {verb} visible.",
     ))
 
 
@@ -464,7 +466,7 @@ def _state_sentences(g: _Group, key: str) -> list[str]:
         out.append(f"The {g.noun()} is only partially visible.")
     elif cut:
         be = "is" if cut == 1 else "are"
-        out.append(f"{_cap(number_word(cut))} of the {g.noun()} {be} only partially visible.")
+        out.append(f"{capitalized(number_word(cut))} of the {g.noun()} {be} only partially visible.")
     return out
 
 
@@ -491,9 +493,9 @@ def _position_sentence(g: _Group, key: str) -> str | None:
     if p.kind == "most":
         return f"Most of the {g.noun()} are {where}."
     return _pick(key, slot, (
-        f"{_cap(where)}, there {g.be()} {g.counted() if g.n > 1 else _a(g.noun())}.",
-        f"{_cap(g.the())} {g.be()} {where}.",
-        f"{_cap(g.counted())} {g.be()} located {where}." if g.n > 1 else f"{_cap(g.the())} is located {where}.",
+        f"{capitalized(where)}, there {g.be()} {g.counted() if g.n > 1 else with_article(g.noun())}.",
+        f"{capitalized(g.the())} {g.be()} {where}.",
+        f"{capitalized(g.counted())} {g.be()} located {where}." if g.n > 1 else f"{capitalized(g.the())} is located {where}.",
     ))
 
 
@@ -520,7 +522,7 @@ def _relation_sentences(groups: list[_Group], key: str) -> list[str]:
     out = [s for g in groups[:3] if (s := _arrangement_sentence(g, key))][:2]
     for rel in _relations(groups)[: 3 - len(out)]:
         out.append(rel.sentence() if _pick(key, f"rel-{rel.a.category}", ("a", "b")) == "a" or rel.a.n == 1
-                   else f"{_cap(rel.a.counted())} {rel.a.be()} {rel.phrase} {rel.b.the()}.")
+                   else f"{capitalized(rel.a.counted())} {rel.a.be()} {rel.phrase} {rel.b.the()}.")
     return out
 
 
@@ -551,13 +553,13 @@ def _presence(groups: list[_Group], key: str) -> list[dict[str, str]]:
     out = []
     if groups:
         g = groups[_index(key, "presence-yes", min(len(groups), 3))]
-        out.append(_qa(_pick(key, "presence-q", (f"Is there {_a(g.noun(False))} in this image?",
+        out.append(_qa(_pick(key, "presence-q", (f"Is there {with_article(g.noun(False))} in this image?",
                                                 f"Are there any {g.noun(True)} in this image?",
                                                 f"Does this image contain {g.noun(True)}?")), "Yes.", "presence"))
     absent = [c for c in DOTA_V15_CLASSES if c not in {g.category for g in groups}]
     if absent:
         one, many = NOUNS[_pick(key, "presence-no", absent)]
-        out.append(_qa(_pick(key, "presence-q-no", (f"Is there {_a(one)} in this image?",
+        out.append(_qa(_pick(key, "presence-q-no", (f"Is there {with_article(one)} in this image?",
                                                    f"Are there any {many} in this image?")), "No.", "presence"))
     return out
 
@@ -568,10 +570,10 @@ def _colour_qa(g: _Group) -> dict[str, str] | None:
         return None
     names = [c for c, _ in sorted(colours.items(), key=lambda kv: (-kv[1], kv[0]))]
     if g.n == 1:
-        return _qa(f"What is the color of the {g.noun()}?", f"{_cap(names[0])}.", "color")
+        return _qa(f"What is the color of the {g.noun()}?", f"{capitalized(names[0])}.", "color")
     if len(names) == 1:
-        return _qa(f"What color are the {g.noun()}?", f"{_cap(names[0])}.", "color")
-    return _qa(f"What are the colors of the {g.noun()} in the image?", f"{_cap(_join(names))}.", "color")
+        return _qa(f"What color are the {g.noun()}?", f"{capitalized(names[0])}.", "color")
+    return _qa(f"What are the colors of the {g.noun()} in the image?", f"{capitalized(_join(names))}.", "color")
 
 
 def _area_qa(groups: list[_Group], cover: dict[str, float], key: str) -> dict[str, str] | None:
@@ -597,12 +599,12 @@ def make_qa(objects: Sequence[CropObject], cover: dict[str, float], crop_size: i
     for g in groups[:2]:
         out.append(_qa(_pick(key, f"qty-{g.category}", (f"How many {g.noun(True)} are there in this image?",
                                                         f"How many {g.noun(True)} are in the image?")),
-                       f"{_cap(number_word(g.n))}.", "quantity"))
+                       f"{capitalized(number_word(g.n))}.", "quantity"))
     out += [qa for g in groups[:2] if (qa := _colour_qa(g))]
     for g in groups[:2]:
         p = _placement(g)
         if p.kind == "all":
-            out.append(_qa(f"Where {'is' if g.n == 1 else 'are'} {g.the()} in the image?", f"{_cap(p.where[0])}.",
+            out.append(_qa(f"Where {'is' if g.n == 1 else 'are'} {g.the()} in the image?", f"{capitalized(p.where[0])}.",
                            "ab_position"))
     rels = [r for r in _relations(groups) if r.phrase in ("to the left of", "to the right of", "above", "below")]
     if rels:
@@ -615,5 +617,5 @@ def make_qa(objects: Sequence[CropObject], cover: dict[str, float], crop_size: i
         out.append(_qa("Is this a high resolution image?", "Yes.", "image"))
     theme = scene_type(objects, cover)
     question = _pick(key, "scene-q", ("What is the theme of the image?", "What type of scene does this image show?"))
-    out.append(_qa(question, f"{_cap(theme)}.", "scene"))
+    out.append(_qa(question, f"{capitalized(theme)}.", "scene"))
     return out
