@@ -63,7 +63,8 @@ def project(tmp_path_factory):
     params["export"]["parity_images"] = 1
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "PREFECT_HOME": str(root / "prefect"),
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1", "HF_HUB_OFFLINE": "1"}
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1", "HF_HUB_OFFLINE": "1",
+           "PREFECT_RUNNER_POLL_FREQUENCY": "2"}  # the served runner picks a new run up in 2 s, not 10
     env.pop("PREFECT_API_URL", None)
     for cmd in (["git", "init", "-q"], ["git", "config", "user.email", "t@t"], ["git", "config", "user.name", "t"],
                 ["dvc", "init", "-q"], ["dvc", "config", "core.analytics", "false"],
