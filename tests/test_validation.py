@@ -12,7 +12,8 @@ import tifffile
 from rs_fixtures import (GOOD_ROWS, caption, label_text, make_raw, qa_entry, ramp, scene, truncate,
                          write_json, write_png)
 from rsmoe.data.validation import Issue, ValidationReport, normalize_qa_type, validate
-from rsmoe.params import QA_TYPES, ValidateParams
+from rsmoe.data.records import QA_TYPES
+from rsmoe.params import ValidateParams
 
 SHARED = Path("/work/shared/data")
 P = ValidateParams()
