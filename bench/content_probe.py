@@ -8,7 +8,11 @@ present in either truth or prediction), beside the majority scene type and the m
 the train split, and beside the same heads fitted on the frozen image tokens' mean and std
 (no Q-Former): is the Q-Former adding anything a linear read-out of F_I lacks?
 
-    python bench/content_probe.py [--epochs 5 20] [--split val]  ->  bench/results/content_probe.json
+    python bench/content_probe.py [--epochs 5 20] [--split val] [--image-size 448]
+        ->  bench/results/content_probe.json (content_probe_448.json with --image-size 448)
+
+`--image-size` feeds the frozen encoder larger inputs (448 px: 14x14 tokens instead of 7x7),
+computed once into the feature cache like the default's: does a count reach the tokens then?
 """
 from __future__ import annotations
 
@@ -28,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from rsmoe.model import RSMoE  # noqa: E402
+from rsmoe.model import RSMoE, get_preset  # noqa: E402
 from rsmoe.params import StageTrainParams, load_params  # noqa: E402
 from rsmoe.training.content import ContentHeads, attach_content_heads, content_only  # noqa: E402
 from rsmoe.training.data import load_examples  # noqa: E402
@@ -56,13 +60,19 @@ def main() -> None:
     ap.add_argument("--params", default=str(ROOT / "params.yaml"))
     ap.add_argument("--split", default="val")
     ap.add_argument("--epochs", type=float, nargs="+", default=[5, 20])
-    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "content_probe.json"))
+    ap.add_argument("--image-size", type=int, help="the image encoder's input side (default: the preset's)")
+    ap.add_argument("--out", help="default: bench/results/content_probe[_SIZE].json")
     args = ap.parse_args()
+    out_path = Path(args.out or ROOT / "bench" / "results" /
+                    f"content_probe{'_' + str(args.image_size) if args.image_size else ''}.json")
     params = load_params(args.params)
     torch.set_num_threads(os.cpu_count() or 1)
     train = [e for e in load_examples(params.paths.prepared, "train", params.model.experts) if e.content]
     held = [e for e in load_examples(params.paths.prepared, args.split, params.model.experts) if e.content]
-    base = RSMoE(preset_from(params), cache=params.paths.cache)
+    preset = preset_from(params)
+    if args.image_size:
+        preset = get_preset(preset.name, experts=params.model.experts, image_encoder={"image_size": args.image_size})
+    base = RSMoE(preset, cache=params.paths.cache)
     features = FrozenFeatures(base, params.paths.features)
     features.fit_feature_stats([e.image for e in train])
     tokens = {e.image: features.image_tokens([e.image])[0] for e in train + held}
@@ -75,7 +85,8 @@ def main() -> None:
     base_scene = torch.zeros(n, len(probe.scene_types))
     base_scene[:, probe.scene_types.index(majority)] = 1
     base_counts = torch.tensor([[medians[k] for k in probe.categories]] * n).log1p()
-    result = {"split": args.split, "train_crops": len(train), "eval_crops": n,
+    result = {"split": args.split, "image_size": preset.image_encoder.image_size,
+              "image_tokens": int(next(iter(tokens.values())).shape[0]), "train_crops": len(train), "eval_crops": n,
               "majority": scores(base_scene, base_counts, probe, held), "points": []}
 
     # linear heads on the mean and std of F_I (no Q-Former), fitted by the same loss and optimiser
@@ -111,8 +122,8 @@ def main() -> None:
         print(json.dumps(point), flush=True)
         result["points"].append(point)
     result["date"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k != "points"}, indent=1))
 
 
