@@ -147,7 +147,8 @@ def _metrics_file(tmp_path):
     from rsmoe.evaluation.captions import METRICS
     from rsmoe.evaluation.scoring import margins
 
-    model = {**{m: 12.0 for m in METRICS}, "distinct": 3.1, "theme_accuracy": 0.0}
+    model = {**{m: 12.0 for m in METRICS}, "distinct": 3.1, "theme_accuracy": 0.0, "CIDEr-nolen": 30.0,
+             "length_gap": 12.5}
     base = {"random_caption": {**{m: 20.0 for m in METRICS}, "distinct": 100.0, "theme_accuracy": 9.0},
             "scene_caption": {**{m: 60.0 for m in METRICS}, "distinct": 90.0, "theme_accuracy": 100.0},
             "retrieval_oracle": {**{m: 130.0 for m in METRICS}, "distinct": 80.0, "theme_accuracy": 100.0},
@@ -173,8 +174,10 @@ def test_scores_markdown_puts_every_score_beside_its_baselines(tmp_path, capsys)
     assert main(["scores", str(_metrics_file(tmp_path))]) == 0
     text = capsys.readouterr().out
     lines = text.splitlines()
-    assert "| stage2 | 12.00 | 12.00 | 12.00 | 12.00 | 12.00 | 3.1 | 0.0 |" in lines
-    assert "| *stage2 − best baseline* | -48.00 | -48.00 | -48.00 | -48.00 | -48.00 | | |" in lines
+    assert "| stage2 | 12.00 | 12.00 | 12.00 | 12.00 | 12.00 | 3.1 | 0.0 | 30.0 | 12.5 |" in lines
+    assert "| *stage2 − best baseline* | -48.00 | -48.00 | -48.00 | -48.00 | -48.00 | | | | |" in lines
+    # a baseline scored before the length diagnostics existed shows "-"
+    assert "| *baseline: blind* | 11.00 | 11.00 | 11.00 | 11.00 | 11.00 | 3.1 | 0.0 | - | - |" in lines
     for name in ("random_caption", "scene_caption", "retrieval_oracle", "blind"):
         assert any(line.startswith(f"| *baseline: {name}* |") for line in lines)
     assert "| presence | 40.0 | 60.0 | 10 |" in lines and "| **average over types** | 20.0 | 42.5 | |" in lines

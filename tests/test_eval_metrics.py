@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from rsmoe.evaluation.captions import EvaluationError, METRICS, score, score_aspects
+from rsmoe.evaluation.captions import LENGTH_DIAGNOSTICS, EvaluationError, METRICS, score, score_aspects
 from rsmoe.evaluation.vqa import accuracy, expert_for, is_correct, normalize_answer
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -42,7 +42,7 @@ def test_scores_equal_pycocoevalcap_called_directly(real_pairs):
     cands, refs = real_pairs
     ours = score(cands, refs)
     direct = _pycocoevalcap_direct(cands, refs)
-    assert list(ours) == list(METRICS)
+    assert list(ours) == list(METRICS) + list(LENGTH_DIAGNOSTICS)
     for k in METRICS:
         assert ours[k] == pytest.approx(100 * direct[k], rel=1e-12, abs=1e-12), k
 
@@ -54,7 +54,25 @@ def test_golden_scores_on_real_captions(real_pairs):
 
 
 GOLDEN = {"BLEU-1": 51.8355, "BLEU-2": 34.7286, "BLEU-3": 22.7141, "BLEU-4": 13.9318, "METEOR": 19.6992,
-          "ROUGE-L": 32.0106, "CIDEr": 1.265}
+          "ROUGE-L": 32.0106, "CIDEr": 1.265,
+          # human RSICap captions differ in length by 33 tokens on average: CIDEr-D keeps 6.6 % of them
+          "CIDEr-nolen": 17.9661, "length_gap": 33.1667, "length_factor": 6.6384}
+
+
+def test_length_diagnostics_separate_length_from_content():
+    """CIDEr-D's length penalty (sigma 6 tokens) on RSICap-length captions: one sentence missing
+    from a perfect caption costs most of its CIDEr, not of its CIDEr without the penalty."""
+    refs = {f"i{i}": [RSICAP[i]] for i in range(6)}
+    same = score({k: v[0] for k, v in refs.items()}, refs)
+    assert same["length_gap"] == 0 and same["length_factor"] == pytest.approx(100)
+    assert same["CIDEr-nolen"] == pytest.approx(same["CIDEr"])
+    # drop each caption's last sentence
+    short = {k: v[0].rsplit(". ", 1)[0] + "." for k, v in refs.items()}
+    cut = score(short, refs)
+    assert cut["length_gap"] > 6
+    assert cut["CIDEr"] < 0.5 * same["CIDEr"]
+    assert cut["CIDEr-nolen"] > 0.75 * same["CIDEr-nolen"]
+    assert cut["length_factor"] < 60
 
 
 def test_identical_caption_scores_100():

@@ -265,7 +265,7 @@ def _seg_class(label: str) -> str:
 # diagnostics columns of the scores table: (key, header, unit)
 DIAGNOSTICS: tuple[tuple[str, str, str], ...] = (
     ("distinct", "distinct", " %"), ("theme_accuracy", "theme acc.", " %"), ("repetition", "repeats", " %"),
-    ("words", "words", ""))
+    ("words", "words", ""), ("CIDEr-nolen", "CIDEr w/o length penalty", ""), ("length_gap", "length gap", ""))
 BASELINE_LABELS = {
     "random_caption": "random train caption (mean of 3 seeds)",
     "scene_caption": "random train caption of the scene type",

@@ -81,7 +81,8 @@ def scores_markdown(m: Mapping[str, Any]) -> str:
     results): model rows, each model's margin over the best non-oracle baseline, the baseline
     rows; VQA per type beside the majority-answer baseline; grounding."""
     keys = ("BLEU-1", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr")
-    extra = (("distinct", "distinct %"), ("theme_accuracy", "theme acc. %"))
+    extra = (("distinct", "distinct %"), ("theme_accuracy", "theme acc. %"),
+             ("CIDEr-nolen", "CIDEr w/o length penalty"), ("length_gap", "length gap (words)"))
 
     def row(name: str, s: Mapping[str, Any]) -> str:
         cells = [f"{s[k]:.2f}" for k in keys] + [f"{s[k]:.1f}" if s.get(k) is not None else "-" for k, _ in extra]
