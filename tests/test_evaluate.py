@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from rsmoe.evaluation.baselines import RANDOM_SEEDS, random_caption
-from rsmoe.evaluation.captions import METRICS, score
+from rsmoe.evaluation.captions import LENGTH_DIAGNOSTICS, METRICS, score
 from rsmoe.evaluation.diagnostics import diagnose
 from rsmoe.evaluation.scoring import EMPTY
 from rsmoe.evaluation.vqa import QTYPE_ASPECT, expert_for, is_correct
@@ -44,8 +44,15 @@ def test_metrics_file_has_every_section(evaluated):
     metrics = json.loads((root / "metrics" / "evaluate.json").read_text())
     assert metrics["images"] == 6 and metrics["experts"] == ["theme", "objects", "relations"]
     diagnostics = {"distinct", "theme_accuracy", "repetition", "words", "reference_words"}
-    for key in ("captions", "stage1_captions"):
-        assert set(metrics[key]) == {*METRICS, "empty_captions", *diagnostics}
+    rows = {"captions": {*METRICS, *LENGTH_DIAGNOSTICS, "empty_captions", *diagnostics, "unfinished_segments"},
+            "stage1_captions": {*METRICS, *LENGTH_DIAGNOSTICS, "empty_captions", *diagnostics}}
+    for key, keys in rows.items():
+        assert set(metrics[key]) == keys, key
+    # segments cut by the token budget (6 here), recounted from the written predictions
+    predicted = [json.loads(line) for line in (root / "reports" / "predictions.jsonl").read_text().splitlines()]
+    segs = [s for p in predicted for s in p["segments"].values() if s]
+    cut = sum(not s.rstrip().endswith((".", "!", "?")) for s in segs)
+    assert metrics["captions"]["unfinished_segments"] == pytest.approx(100 * cut / len(segs), abs=0.01)
     assert set(metrics["baselines"]) == {"random_caption", "scene_caption", "retrieval_oracle", "blind"}
     for name, row in metrics["baselines"].items():
         assert {*METRICS, *diagnostics} <= set(row), name
@@ -77,7 +84,7 @@ def test_scores_recompute_from_the_written_predictions(evaluated):
         assert row["caption"] == " ".join(s for s in row["segments"].values() if s)
     metrics = json.loads((root / "metrics" / "evaluate.json").read_text())
     again = score({r["filename"]: r["caption"] or EMPTY for r in rows}, {r["filename"]: [r["reference"]] for r in rows})
-    assert again == pytest.approx({k: metrics["captions"][k] for k in METRICS})
+    assert again == pytest.approx({k: metrics["captions"][k] for k in (*METRICS, *LENGTH_DIAGNOSTICS)})
     assert metrics["captions"]["empty_captions"] == sum(not r["caption"] for r in rows)
 
 

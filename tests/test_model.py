@@ -193,6 +193,20 @@ def test_mismatched_adapter_rank_is_named(saved, tmp_path):
         RSMoE.from_pretrained(folder)
 
 
+def test_token_budget_is_per_segment_and_stage1_gets_all_of_them(tiny, pixels, monkeypatch):
+    """A Stage I caption holds every expert's segment, so it may be N x max_new_tokens long
+    (with one shared cap the small preset's Stage I captions were cut to a third)."""
+    seen = []
+    generate = tiny.generate_rows
+    monkeypatch.setattr(tiny, "generate_rows", lambda feats, rows, **kw: seen.append(kw["max_new_tokens"])
+                        or generate(feats, rows, **kw))
+    tiny.caption(pixels[:1], max_new_tokens=5)
+    tiny.caption(pixels[:1], max_new_tokens=5, stage1=True)
+    tiny.caption(pixels[:1], stage1=True)
+    n = len(tiny.experts)
+    assert seen == [5, 5 * n, tiny.preset.max_new_tokens * n]
+
+
 @pytest.mark.parametrize("n, names", [(1, ("caption",)), (2, ("theme", "details")),
                                       (4, ("theme", "objects", "positions", "relations"))])
 def test_expert_count_is_a_parameter(n, names, pixels):

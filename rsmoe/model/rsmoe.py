@@ -316,7 +316,8 @@ class RSMoE(nn.Module):
 
         Every expert writes its segment (theme, objects, relations ...) in one batched call and
         the caption is the segments joined in expert order. `stage1=True` uses the single
-        Stage I LLM instead (no router, one segment named `stage1`)."""
+        Stage I LLM instead (no router, one segment named `stage1`, N x `max_new_tokens` long).
+        `max_new_tokens` is per expert segment (default: the preset's)."""
         with self._inference():
             if vlm_features is not None:  # e.g. from the exported ONNX encoder (`instruction` must match)
                 feats = vlm_features.to(self.device)
@@ -329,7 +330,10 @@ class RSMoE(nn.Module):
         experts = (STAGE1,) if stage1 else self.experts
         rows = [Row(b, e, instruction if stage1 else EXPERT_INSTRUCTIONS[e], instruction, router=not stage1)
                 for b in range(n) for e in experts]
-        texts = self.generate_rows(feats, rows, max_new_tokens=max_new_tokens, sequential=sequential)
+        limit = max_new_tokens or self.preset.max_new_tokens
+        if stage1:  # one caption holding every expert's segment
+            limit *= len(self.experts)
+        texts = self.generate_rows(feats, rows, max_new_tokens=limit, sequential=sequential)
         out = []
         for b in range(n):
             segs = {r.adapter: t for r, t in zip(rows, texts) if r.image == b}

@@ -83,6 +83,16 @@ def _report(params: Params, metrics: dict, scores: dict, predictions: list[dict]
     return report.write_report(out, data)
 
 
+def _unfinished(generated, limit: int) -> float:
+    """Percent of generated segments that stop mid-sentence (cut by the token budget), warned about."""
+    segs = [s for c in generated for s in c.segments.values() if s]
+    cut = sum(not s.rstrip().endswith((".", "!", "?")) for s in segs)
+    if cut:
+        log.warning("%d of %d generated caption segments end mid-sentence: the token budget (%d per segment) "
+                    "may cut them; raise evaluate.max_new_tokens in params.yaml", cut, len(segs), limit)
+    return round(100.0 * cut / max(len(segs), 1), 2)
+
+
 def run(params: Params) -> dict:
     ev = params.evaluate
     src = params.paths.models / "stage2"
@@ -100,6 +110,7 @@ def run(params: Params) -> dict:
                                desc="captions (stage2)")
     cands = {r["filename"]: c.text for r, c in zip(records, generated)}
     scores = {"stage2": scoring.score_row(cands, refs, f"{ev.split} split, stage2", scene_types)}
+    scores["stage2"]["unfinished_segments"] = _unfinished(generated, ev.max_new_tokens or model.preset.max_new_tokens)
     ref_segments = {r["filename"]: group_segments(r.get("segments") or split_caption(r["text_output"]), n)
                     for r in records}
     per_aspect = captions.score_aspects({r["filename"]: c.segments for r, c in zip(records, generated)}, ref_segments)
