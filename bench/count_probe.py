@@ -17,6 +17,12 @@ non-zero, as `content_probe.py` does, beside the train split's median count per 
 absolute error over every (crop, class) pair is given too. Two seeds per density probe.
 
     python bench/count_probe.py [--sizes 224 512] [--split val]   ->  bench/results/count_probe.json
+
+A learning curve on more crops than the default corpus holds (written by `rsmoe synth --seed 7
+--scenes 640` and `rsmoe prepare`; val crops unchanged), also scoring a linear scene-type read-out:
+
+    python bench/count_probe.py --sizes 224 --train-prepared OTHER/prepared --train-crops 304 1216 100000 \
+        --maps stride32_c192 stride32_c320 head_c1280 --out bench/results/count_probe_curve.json
 """
 from __future__ import annotations
 
