@@ -91,6 +91,10 @@ def run_point(base: dict, scale: float, seed: int, work: Path) -> dict:
         "blind_CIDEr": round(base_rows["blind"]["CIDEr"], 2) if "blind" in base_rows else None,
         "best_baseline": best, "best_baseline_CIDEr": round(base_rows[best]["CIDEr"], 2),
         "retrieval_oracle_CIDEr": round(base_rows["retrieval_oracle"]["CIDEr"], 2),
+        # CIDEr-D's length penalty makes CIDEr a length lottery on long captions (bench/cider_length.py)
+        **{f"{k}{suffix}": round(row[k], 2) for suffix, row in (("", ev["captions"]),
+                                                                 ("_scene_caption", base_rows["scene_caption"]))
+           for k in ("CIDEr-nolen", "length_gap") if k in row},
         **{k: ev["grounding"].get(k) for k in ("count_accuracy", "hallucination_rate", "miss_rate")
            if ev.get("grounding")},
     }
