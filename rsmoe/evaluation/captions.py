@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import math
 import os
 import shutil
 from pathlib import Path
@@ -155,8 +156,6 @@ def score(candidates: dict[str, str], references: dict[str, list[str]], *,
 def length_diagnostics(gts: dict, res: dict) -> dict[str, float]:
     """PTB-tokenized references and candidates -> CIDEr-D without its length penalty (x100), the
     mean absolute length difference to the references (tokens) and the mean length factor (%)."""
-    import math
-
     from pycocoevalcap.cider.cider import Cider
 
     gaps, factors = [], []
