@@ -8,7 +8,7 @@ between runs the workspace goes back to the committed baseline (`git checkout` o
 dvc.lock and metrics/, then `dvc checkout`), so the runs do not stack their parameters. Seed 0
 of the default configuration is the baseline itself (its metrics are read, nothing re-runs);
 other seeds set `train.seed`. DVC's run cache restores any stage an earlier run already computed
-with the same inputs (e.g. Stage II of N = 1 for the 144-token run). Stage I reads all of
+with the same inputs (e.g. Stage II of N = 1 for the 288-token run). Stage I reads all of
 `model`, so N = 1 trains its own Stage I.
 
 Several seeds say how far one run's numbers move by chance alone: at this scale (minutes of
@@ -31,10 +31,11 @@ TRACKED = ["params.yaml", "dvc.lock", "metrics"]
 CONFIGS = {  # name -> the README's -S settings (paper table)
     "default": [],                                                          # N = 3, two-stage
     "experts-1": ["model.experts=1"],                                       # Table V
-    "experts-1-len144": ["model.experts=1", "evaluate.max_new_tokens=144"],
+    "experts-1-len288": ["model.experts=1", "evaluate.max_new_tokens=288"],  # 3 x 96: equal token budget
     "one-stage": ["train.strategy=one-stage"],                              # Table VII
 }
-CAPTION_KEYS = ["BLEU-1", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr"]
+SCORE_KEYS = ["BLEU-1", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "CIDEr-nolen"]  # higher is better
+CAPTION_KEYS = SCORE_KEYS + ["length_gap"]  # CIDEr-nolen, length_gap: see bench/cider_length.py
 
 
 def sh(*cmd: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -102,7 +103,7 @@ def main() -> None:
     orderings = {}
     for better, worse, what in (("default", "experts-1", "3 experts > 1 expert"),
                                 ("default", "one-stage", "two-stage > one-stage")):
-        per_seed = {s: {k: by[(better, s)]["captions"][k] > by[(worse, s)]["captions"][k] for k in CAPTION_KEYS}
+        per_seed = {s: {k: by[(better, s)]["captions"][k] > by[(worse, s)]["captions"][k] for k in SCORE_KEYS}
                     for s in args.seeds if (better, s) in by and (worse, s) in by}
         orderings[what] = {"per_seed": per_seed,
                            "holds_for_every_seed_and_metric": bool(per_seed) and all(all(v.values()) for v in per_seed.values())}
