@@ -49,24 +49,28 @@ from rsmoe.params import load_params  # noqa: E402
 from rsmoe.training.data import load_examples  # noqa: E402
 
 
-def feature_maps(size: int, images: list[Path]) -> dict[str, torch.Tensor]:
-    """{name: (N, C, H, W)} float16: the last block output of each stride and the head."""
+def feature_maps(size: int, *groups: list[Path]) -> list[dict[str, torch.Tensor]]:
+    """Per group of images, {name: (N, C, H, W)} float16: the last block output of each stride and
+    the head. One encoder for every group; each group is batched on its own."""
     spec = get_preset("small", image_encoder={"image_size": size}).image_encoder
     net = build_image_encoder(spec).backbone
-    maps: dict[str, list[torch.Tensor]] = {}
-    for i in range(0, len(images), 8):
-        x = preprocess([load_rgb(p) for p in images[i:i + 8]], spec)
-        with torch.no_grad():
-            h = net._swish(net._bn0(net._conv_stem(x)))
-            outs = {}
-            for block in net._blocks:
-                h = block(h)
-                outs[f"stride{x.shape[-1] // h.shape[-1]}_c{h.shape[1]}"] = h  # last block per stride wins
-            outs["head_c1280"] = net._swish(net._bn1(net._conv_head(h)))
-        for k, v in outs.items():
-            if not k.startswith(("stride2_", "stride4_")):
-                maps.setdefault(k, []).append(v.half())
-    return {k: torch.cat(v) for k, v in maps.items()}
+    out = []
+    for images in groups:
+        maps: dict[str, list[torch.Tensor]] = {}
+        for i in range(0, len(images), 8):
+            x = preprocess([load_rgb(p) for p in images[i:i + 8]], spec)
+            with torch.no_grad():
+                h = net._swish(net._bn0(net._conv_stem(x)))
+                outs = {}
+                for block in net._blocks:
+                    h = block(h)
+                    outs[f"stride{x.shape[-1] // h.shape[-1]}_c{h.shape[1]}"] = h  # last block per stride wins
+                outs["head_c1280"] = net._swish(net._bn1(net._conv_head(h)))
+            for k, v in outs.items():
+                if not k.startswith(("stride2_", "stride4_")):
+                    maps.setdefault(k, []).append(v.half())
+        out.append({k: torch.cat(v) for k, v in maps.items()})
+    return out
 
 
 def count_scores(pred: torch.Tensor, truth: torch.Tensor) -> dict:
@@ -169,7 +173,7 @@ def main() -> None:
     print(json.dumps({k: result[k] for k in ("median_count", "majority_scene_accuracy")}), flush=True)
     for size in args.sizes:
         t0 = time.perf_counter()
-        tr, he = feature_maps(size, [e.image for e in train]), feature_maps(size, [e.image for e in held])
+        tr, he = feature_maps(size, [e.image for e in train], [e.image for e in held])
         print(f"{size} px: features in {time.perf_counter() - t0:.0f} s", flush=True)
         for name in tr:
             if args.maps and name not in args.maps:
