@@ -249,7 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="frozen encoders in PyTorch or the exported ONNX graphs (default: %(default)s)")
     p.add_argument("--onnx", type=Path, default=Path("models/onnx"), help="export folder for --encoder onnx")
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--max-new-tokens", type=int, help="per expert segment (default: the preset's)")
+    p.add_argument("--max-new-tokens", type=int,
+                   help="per caption aspect: an expert may take it x the aspects it writes (default: the preset's)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     _params_arg(p)
 

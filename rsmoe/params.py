@@ -156,7 +156,7 @@ class EvaluateParams(Section):
 
     split: Literal["train", "val", "test"] = "test"
     batch_size: int = Field(8, ge=1)  # images per generation batch
-    max_new_tokens: int | None = Field(None, ge=1)  # per expert segment; None: the preset's
+    max_new_tokens: int | None = Field(None, ge=1)  # per caption aspect (Preset.token_budget); None: the preset's
     vqa_max_new_tokens: int = Field(16, ge=1)
     stage1: bool = True  # also score the Stage I model (a row of the scores table)
     samples: int = Field(8, ge=0)  # test images shown in the HTML report

@@ -193,18 +193,43 @@ def test_mismatched_adapter_rank_is_named(saved, tmp_path):
         RSMoE.from_pretrained(folder)
 
 
-def test_token_budget_is_per_segment_and_stage1_gets_all_of_them(tiny, pixels, monkeypatch):
-    """A Stage I caption holds every expert's segment, so it may be N x max_new_tokens long
-    (with one shared cap the small preset's Stage I captions were cut to a third)."""
+def test_token_budget_is_per_aspect_and_stage1_gets_all_of_them(tiny, pixels, monkeypatch):
+    """An expert's segment may be `max_new_tokens` x the aspects it writes, and a Stage I caption
+    holds all four (with one shared cap the small preset's Stage I captions were cut to a third,
+    and N = 1's single caption would be cut where N = 3's three segments are not)."""
+    from rsmoe.data.records import ASPECTS
+
     seen = []
     generate = tiny.generate_rows
-    monkeypatch.setattr(tiny, "generate_rows", lambda feats, rows, **kw: seen.append(kw["max_new_tokens"])
+    monkeypatch.setattr(tiny, "generate_rows", lambda feats, rows, **kw: seen.append(list(kw["max_new_tokens"]))
                         or generate(feats, rows, **kw))
     tiny.caption(pixels[:1], max_new_tokens=5)
     tiny.caption(pixels[:1], max_new_tokens=5, stage1=True)
     tiny.caption(pixels[:1], stage1=True)
-    n = len(tiny.experts)
-    assert seen == [5, 5 * n, tiny.preset.max_new_tokens * n]
+    assert tiny.experts == ("theme", "objects", "relations")  # relations writes positions + relations
+    assert seen == [[5, 5, 10], [5 * len(ASPECTS)], [tiny.preset.max_new_tokens * len(ASPECTS)]]
+    for n, budgets in ((1, {"caption": 20}), (2, {"theme": 5, "details": 15}), (4, dict.fromkeys(ASPECTS, 5))):
+        preset = get_preset("tiny", experts=n)
+        assert {e: preset.token_budget(e, 5) for e in preset.expert_names} == budgets
+        assert preset.token_budget(STAGE1, 5) == 20
+
+
+@pytest.mark.filterwarnings("ignore:Unfeasible length constraints")  # the sequential call's 2-token row
+def test_rows_of_one_generate_call_stop_at_their_own_limits(tiny, pixels, monkeypatch):
+    from rsmoe.model.presets import DEFAULT_INSTRUCTION
+    from rsmoe.model.rsmoe import Row
+
+    feats = tiny.vlm_features(tiny.image_tokens(pixels[:1]), [DEFAULT_INSTRUCTION])
+    rows = [Row(0, e, DEFAULT_INSTRUCTION, DEFAULT_INSTRUCTION, router=True) for e in ("theme", "objects")]
+    outs = []
+    generate = tiny.llm.generate
+    monkeypatch.setattr(tiny.llm, "generate", lambda **kw: outs.append(generate(**kw)) or outs[-1])
+    batched = tiny.generate_rows(feats, rows, max_new_tokens=[2, 6], min_new_tokens=6)  # no end-of-text before 6
+    pad = tiny.tokenizer.pad_token_id
+    assert outs[0].shape[1] == 6 and [(r != pad).sum().item() for r in outs[0]] == [2, 6]
+    assert tiny.generate_rows(feats, rows, max_new_tokens=[2, 6], min_new_tokens=6, sequential=True) == batched
+    with pytest.raises(ValueError, match="2 token limits for 1 rows"):
+        tiny.generate_rows(feats, rows[:1], max_new_tokens=[2, 6])
 
 
 @pytest.mark.parametrize("n, names", [(1, ("caption",)), (2, ("theme", "details")),

@@ -13,6 +13,7 @@ from typing import Callable, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from rsmoe.data.aspects import EXPERT_GROUPS
+from rsmoe.data.records import ASPECTS
 
 
 class Spec(BaseModel):
@@ -85,12 +86,21 @@ class Preset(Spec):
     experts: int = Field(3, ge=1, le=4)  # N; the names come from EXPERT_GROUPS[N]
     router_context: int = Field(4, ge=1)  # M learnable context vectors per expert
     router_hidden: int = 64  # width of each expert's meta-network
-    max_new_tokens: int = 64  # per expert segment (Stage I's whole caption: N times this)
+    max_new_tokens: int = 64  # per caption aspect: see `token_budget`
     seed: int = 0  # seeds every randomly initialised part (so a saved folder can rebuild it)
 
     @property
     def expert_names(self) -> tuple[str, ...]:
         return tuple(EXPERT_GROUPS[self.experts])
+
+    def token_budget(self, expert: str, per_aspect: int | None = None) -> int:
+        """New tokens an expert's segment may take: `per_aspect` (default `max_new_tokens`) times
+        the number of caption aspects it writes; Stage I's whole caption (`STAGE1`) writes all of
+        them. So N = 1's single caption and N = 2's "details" get the room N = 4's four experts
+        have together, and an ablation over N is not decided by where captions are cut."""
+        per_aspect = per_aspect or self.max_new_tokens
+        groups = EXPERT_GROUPS[self.experts]
+        return per_aspect * (len(groups[expert]) if expert in groups else len(ASPECTS))
 
 
 # LoRA placement (paper III-C). Q-Former: self-attention q,v; cross-attention q,k,v,o; the

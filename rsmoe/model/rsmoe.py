@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 from PIL import Image
 from torch import nn
+from transformers import StoppingCriteria, StoppingCriteriaList
 
 from rsmoe.model.checkpoint import STAGE1, vlm_group
 from rsmoe.model.encoders import build_image_encoder, preprocess
@@ -280,30 +281,44 @@ class RSMoE(nn.Module):
             if was_training:
                 self.train(True)
 
-    def generate_rows(self, vlm_features: torch.Tensor, rows: list[Row], *, max_new_tokens: int | None = None,
+    def generate_rows(self, vlm_features: torch.Tensor, rows: list[Row], *,
+                      max_new_tokens: int | Sequence[int] | None = None,
                       sequential: bool = False, min_new_tokens: int = 0) -> list[str]:
         """Greedy-decode every row. By default all rows, whatever their expert, go through ONE
         mixed-adapter `generate` call; `sequential=True` decodes expert after expert instead
-        (on the separate copies when `use_separate_copies()` was called)."""
-        max_new_tokens = max_new_tokens or self.preset.max_new_tokens
+        (on the separate copies when `use_separate_copies()` was called). `max_new_tokens` is one
+        limit for every row or one per row (a row past its own limit stops; the others go on)."""
+        limits = ([max_new_tokens or self.preset.max_new_tokens] * len(rows) if not isinstance(max_new_tokens, Sequence)
+                  else list(max_new_tokens))
+        if len(limits) != len(rows):
+            raise ValueError(f"generate_rows: {len(limits)} token limits for {len(rows)} rows")
         with self._inference():
             embeds, mask, _ = self._assemble(vlm_features, rows, left_pad=True)
-            kwargs = dict(max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, do_sample=False, num_beams=1,
+            kwargs = dict(min_new_tokens=min_new_tokens, do_sample=False, num_beams=1,
                           pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id)
+
+            def limited(idx: list[int]) -> dict:
+                sub = [limits[i] for i in idx]
+                if len(set(sub)) == 1:
+                    return dict(max_new_tokens=sub[0], **kwargs)
+                return dict(max_new_tokens=max(sub), stopping_criteria=StoppingCriteriaList([_RowLimits(sub)]),
+                            **kwargs)
+
             names = [r.adapter for r in rows]
             if not sequential:
                 with stacked_adapters(self.llm, names):
-                    ids = self.llm.generate(inputs_embeds=embeds, attention_mask=mask, **kwargs)
+                    ids = self.llm.generate(inputs_embeds=embeds, attention_mask=mask, **limited(list(range(len(rows)))))
                 tokens = [ids[i].tolist() for i in range(len(rows))]
             else:
                 tokens = [[] for _ in rows]
                 for name in dict.fromkeys(names):
                     idx = [i for i, n in enumerate(names) if n == name]
                     if self.separate is not None and name in self.separate:
-                        out = self.separate[name].generate(inputs_embeds=embeds[idx], attention_mask=mask[idx], **kwargs)
+                        out = self.separate[name].generate(inputs_embeds=embeds[idx], attention_mask=mask[idx],
+                                                           **limited(idx))
                     else:
                         out = self.llm.generate(inputs_embeds=embeds[idx], attention_mask=mask[idx],
-                                                adapter_names=[name] * len(idx), **kwargs)
+                                                adapter_names=[name] * len(idx), **limited(idx))
                     for j, i in enumerate(idx):
                         tokens[i] = out[j].tolist()
         return [self.tokenizer.decode(t, skip_special_tokens=True).strip() for t in tokens]
@@ -316,8 +331,10 @@ class RSMoE(nn.Module):
 
         Every expert writes its segment (theme, objects, relations ...) in one batched call and
         the caption is the segments joined in expert order. `stage1=True` uses the single
-        Stage I LLM instead (no router, one segment named `stage1`, N x `max_new_tokens` long).
-        `max_new_tokens` is per expert segment (default: the preset's)."""
+        Stage I LLM instead (no router, one segment named `stage1`).
+        `max_new_tokens` is per caption aspect (default: the preset's): an expert's segment may
+        take that times the aspects it writes, Stage I's caption that times all four
+        (`Preset.token_budget`)."""
         with self._inference():
             if vlm_features is not None:  # e.g. from the exported ONNX encoder (`instruction` must match)
                 feats = vlm_features.to(self.device)
@@ -330,10 +347,8 @@ class RSMoE(nn.Module):
         experts = (STAGE1,) if stage1 else self.experts
         rows = [Row(b, e, instruction if stage1 else EXPERT_INSTRUCTIONS[e], instruction, router=not stage1)
                 for b in range(n) for e in experts]
-        limit = max_new_tokens or self.preset.max_new_tokens
-        if stage1:  # one caption holding every expert's segment
-            limit *= len(self.experts)
-        texts = self.generate_rows(feats, rows, max_new_tokens=limit, sequential=sequential)
+        limits = [self.preset.token_budget(r.adapter, max_new_tokens) for r in rows]
+        texts = self.generate_rows(feats, rows, max_new_tokens=limits, sequential=sequential)
         out = []
         for b in range(n):
             segs = {r.adapter: t for r, t in zip(rows, texts) if r.image == b}
@@ -381,6 +396,20 @@ class RSMoE(nn.Module):
         `paths` overrides local paths of paper presets, e.g. llm="/models/Llama-3.2-1B"."""
         from rsmoe.model.checkpoint import load_model
         return load_model(cls, Path(folder), cache=cache, **paths)
+
+
+class _RowLimits(StoppingCriteria):
+    """Stops row i of a batched `generate` once it has `limits[i]` new tokens (transformers pads
+    a stopped row and decodes the others on), so experts with different budgets share one call."""
+
+    def __init__(self, limits: Sequence[int]):
+        self.limits = torch.tensor(list(limits))
+        self.start: int | None = None
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs) -> torch.Tensor:
+        if self.start is None:  # first call: one token generated (input_ids may hold a prompt)
+            self.start = input_ids.shape[1] - 1
+        return (input_ids.shape[1] - self.start) >= self.limits.to(input_ids.device)
 
 
 def _adapter_of(param_name: str) -> str | None:

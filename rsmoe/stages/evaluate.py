@@ -88,7 +88,7 @@ def _unfinished(generated, limit: int) -> float:
     segs = [s for c in generated for s in c.segments.values() if s]
     cut = sum(not s.rstrip().endswith((".", "!", "?")) for s in segs)
     if cut:
-        log.warning("%d of %d generated caption segments end mid-sentence: the token budget (%d per segment) "
+        log.warning("%d of %d generated caption segments end mid-sentence: the token budget (%d per caption aspect) "
                     "may cut them; raise evaluate.max_new_tokens in params.yaml", cut, len(segs), limit)
     return round(100.0 * cut / max(len(segs), 1), 2)
 
