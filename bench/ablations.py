@@ -1,127 +1,163 @@
-"""The paper's ablations (Table V: N experts; Table VII: one- vs two-stage) at CPU scale, per seed.
+"""The paper's ablations (Table V: N = 1 / 2 / 3 / 4 experts; Table VII: one- vs two-stage) at CPU
+scale, several seeds each, on the **val** split beside its baselines.
 
-Run from the repo root, after `make run` (the committed baseline must be up to date):
-    python bench/ablations.py [--seeds 0 1]   ->  bench/results/ablations.json + a markdown table
+Run from the repo root after `make run` (it reads the prepared crops and the feature cache):
 
-Each run is the README's one command, `dvc exp run -S KEY=VALUE ... -n NAME`, in the workspace;
-between runs the workspace goes back to the committed baseline (`git checkout` of params.yaml,
-dvc.lock and metrics/, then `dvc checkout`), so the runs do not stack their parameters. Seed 0
-of the default configuration is the baseline itself (its metrics are read, nothing re-runs);
-other seeds set `train.seed`. DVC's run cache restores any stage an earlier run already computed
-with the same inputs (e.g. Stage II of N = 1 for the 288-token run). Stage I reads all of
-`model`, so N = 1 trains its own Stage I.
+    python bench/ablations.py [--configs experts-1 one-stage ...] [--seeds 0 1 2]
+        ->  bench/results/ablations.json + a markdown table of mean +- std per configuration
 
-Several seeds say how far one run's numbers move by chance alone: at this scale (minutes of
-training, 32 test crops) that spread is as large as some of the differences the paper reports,
-so an ordering counts as reproduced only when it holds for every seed.
+Each run is the committed params.yaml with the configuration's `-S` settings (the same ones a
+user gives `dvc exp run -S model.experts=1`), trained and evaluated by the real stages in a
+scratch folder of its own (bench/quality.py's `run_point`: `rsmoe stage NAME --params FILE`); the
+workspace is never touched. Results are written after every run and a rerun skips the
+(configuration, seed) pairs already in the output file, so a cut run resumes; `--import` adds
+runs of the default configuration measured by bench/quality.py (same harness, same params).
+
+At this scale (5 training minutes, 44 val crops) one seed's score moves by as much as some of the
+differences the paper reports, so an ordering is called reproduced only when it holds for every
+seed (paired by seed); otherwise it is seed noise at this budget.
 """
 from __future__ import annotations
 
 import argparse
 import datetime
 import json
-import os
-import subprocess
+import shutil
+import statistics
 import sys
-import time
+import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-TRACKED = ["params.yaml", "dvc.lock", "metrics"]
-CONFIGS = {  # name -> the README's -S settings (paper table)
-    "default": [],                                                          # N = 3, two-stage
-    "experts-1": ["model.experts=1"],                                       # Table V
-    "experts-1-len288": ["model.experts=1", "evaluate.max_new_tokens=288"],  # 3 x 96: equal token budget
-    "one-stage": ["train.strategy=one-stage"],                              # Table VII
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from quality import ROOT, run_point  # noqa: E402  (bench/ is not a package)
+
+CONFIGS = {  # name -> the `-S` settings (paper table); every expert segment has the same room per aspect
+    "default": [],                                          # N = 3, two-stage
+    "experts-1": ["model.experts=1"],                       # Table V
+    "experts-2": ["model.experts=2"],
+    "experts-4": ["model.experts=4"],
+    "one-stage": ["train.strategy=one-stage"],              # Table VII: no Stage I, the experts from the base LLM
 }
-SCORE_KEYS = ["BLEU-1", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "CIDEr-nolen"]  # higher is better
-CAPTION_KEYS = SCORE_KEYS + ["length_gap"]  # CIDEr-nolen, length_gap: see bench/cider_length.py
+PAPER_CIDER = {"default": 158.36, "experts-1": 93.51, "one-stage": 98.21}  # paper Tables V / VII (7B, RSIEval)
+# higher is better for all of these but length_gap, hallucination_rate and miss_rate
+KEYS = ["BLEU-1", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "CIDEr-nolen", "length_gap", "theme_accuracy",
+        "distinct", "vqa_average", "count_accuracy", "hallucination_rate", "miss_rate"]
+LOWER_IS_BETTER = {"length_gap", "hallucination_rate", "miss_rate"}
+COMPARED = ["BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "CIDEr-nolen", "theme_accuracy", "vqa_average",
+            "count_accuracy", "hallucination_rate"]
 
 
-def sh(*cmd: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    return subprocess.run(cmd, cwd=ROOT, env=env, check=check, text=True, capture_output=True)
+def summarise(runs: list[dict]) -> dict:
+    """Mean +- std (sample, over seeds) per configuration and key."""
+    out = {}
+    for name in dict.fromkeys(r["config"] for r in runs):
+        rows = [r for r in runs if r["config"] == name]
+        out[name] = {"seeds": sorted(r["seed"] for r in rows)}
+        for k in KEYS:
+            vals = [r[k] for r in rows if r.get(k) is not None]
+            if vals:
+                out[name][k] = {"mean": round(statistics.mean(vals), 2),
+                                "std": round(statistics.stdev(vals), 2) if len(vals) > 1 else None}
+    return out
 
 
-def reset() -> None:
-    """Back to the committed baseline: its params, lock and metrics, and its outputs from the cache."""
-    sh("git", "checkout", "--", *TRACKED)
-    sh("dvc", "checkout", "-q")
+def orderings(runs: list[dict]) -> dict:
+    """For each configuration against the default: on which keys the default is better for every
+    seed both ran, on which the configuration is, and on which the seeds disagree."""
+    by = {(r["config"], r["seed"]): r for r in runs}
+    out = {}
+    for name in dict.fromkeys(r["config"] for r in runs if r["config"] != "default"):
+        seeds = sorted(s for (c, s) in by if c == name and ("default", s) in by)
+        if not seeds:
+            continue
+        verdict = {}
+        for k in COMPARED:
+            pairs = [(by[("default", s)].get(k), by[(name, s)].get(k)) for s in seeds]
+            if any(a is None or b is None for a, b in pairs):
+                continue
+            sign = [(a < b) if k in LOWER_IS_BETTER else (a > b) for a, b in pairs]
+            other = [(a > b) if k in LOWER_IS_BETTER else (a < b) for a, b in pairs]
+            verdict[k] = "default better on every seed" if all(sign) else (
+                f"{name} better on every seed" if all(other) else "seeds disagree")
+        out[f"default (N = 3, two-stage) vs {name}"] = {"seeds": seeds, "per_key": verdict}
+    return out
 
 
-def read_run() -> dict:
-    ev = json.loads((ROOT / "metrics" / "evaluate.json").read_text())
-    st2 = json.loads((ROOT / "metrics" / "stage2.json").read_text())
-    g = ev.get("grounding") or {}
-    return {
-        "captions": {k: round(ev["captions"][k], 2) for k in CAPTION_KEYS},
-        "stage1_captions": {k: round(v, 2) for k, v in (ev.get("stage1_captions") or {}).items() if k in CAPTION_KEYS},
-        "aspect_cider": {a: round(s["CIDEr"], 2) for a, s in (ev.get("aspects") or {}).items()},
-        "count_accuracy": g.get("count_accuracy"), "hallucination_rate": g.get("hallucination_rate"),
-        "miss_rate": g.get("miss_rate"), "vqa_average": ev.get("vqa", {}).get("average"),
-        "stage2_final_loss": st2.get("final_loss"), "stage2_mean_loss_last_epoch": st2.get("mean_loss_last_epoch"),
-    }
+def table(summary: dict, baselines: dict | None) -> str:
+    cols = ["BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "CIDEr-nolen", "length_gap", "theme_accuracy", "vqa_average",
+            "count_accuracy", "hallucination_rate"]
+    lines = ["| run | seeds | " + " | ".join(cols) + " | paper CIDEr |", "|---|---|" + "---|" * (len(cols) + 1)]
+    for name, s in summary.items():
+        cells = [f"{s[k]['mean']:.1f} ± {s[k]['std']:.1f}" if k in s and s[k]["std"] is not None
+                 else (f"{s[k]['mean']:.1f}" if k in s else "") for k in cols]
+        lines.append(f"| {name} | {len(s['seeds'])} | " + " | ".join(cells) + f" | {PAPER_CIDER.get(name, '')} |")
+    for name, row in (baselines or {}).items():
+        lines.append(f"| *baseline: {name}* | | " + " | ".join(
+            f"{row[k]:.1f}" if row.get(k) is not None else "" for k in cols) + " | |")
+    return "\n".join(lines)
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    p.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
-    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "ablations.json")
-    args = p.parse_args()
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--params", default=str(ROOT / "params.yaml"))
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "ablations.json"))
+    ap.add_argument("--import", dest="imports", nargs="*", default=[],
+                    help="quality.json-style files whose 1x points are runs of the default configuration")
+    ap.add_argument("--keep", action="store_true", help="keep the scratch folders (models, logs)")
+    args = ap.parse_args()
+    base = yaml.safe_load(Path(args.params).read_text())
+    if not (ROOT / base["paths"]["prepared"] / "captions.json").is_file():
+        raise SystemExit("no prepared data: run `make run` (or `dvc repro prepare`) first")
+    out = Path(args.out)
+    old = json.loads(out.read_text()) if out.is_file() else {}
+    runs: list[dict] = old.get("runs", []) if old.get("split") == "val" else []
+    baselines = old.get("val_baselines")
+    for path in args.imports:
+        for p in json.loads(Path(path).read_text())["points"]:
+            if p.get("scale") == 1 and not any(r["config"] == "default" and r["seed"] == p["seed"] for r in runs):
+                runs.append({"config": "default", "set": [], **p, "imported_from": Path(path).name})
 
-    dirty = sh("git", "status", "--porcelain", "--", *TRACKED).stdout.strip()
-    if dirty:
-        sys.exit(f"uncommitted changes in {', '.join(TRACKED)}:\n{dirty}\ncommit them first: each run resets "
-                 "these to the last commit")
-    if "up to date" not in sh("dvc", "status").stdout:
-        sys.exit("the baseline is not up to date (`dvc status` lists changes): run `make run` and commit dvc.lock")
+    def write() -> None:
+        result = {"split": "val", "preset": base["model"]["preset"], "runs": runs, "summary": summarise(runs),
+                  "orderings": orderings(runs), "val_baselines": baselines,
+                  "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(".tmp")
+        tmp.write_text(json.dumps(result, indent=1) + "\n")
+        tmp.replace(out)
 
-    runs = []
+    scratch = Path(tempfile.mkdtemp(prefix="rsmoe-ablations-"))
     try:
         for seed in args.seeds:
             for name in args.configs:
-                sets = CONFIGS[name] + ([f"train.seed={seed}"] if seed else [])
-                label = name if not seed else f"{name}-seed{seed}"
-                start = time.perf_counter()
-                if sets:
-                    sh("dvc", "exp", "remove", label, check=False)  # a rerun of the bench replaces it
-                    print(f"[{label}] dvc exp run -S {' -S '.join(sets)}", flush=True)
-                    res = sh("dvc", "exp", "run", *[a for s in sets for a in ("-S", s)], "-n", label, check=False)
-                    if res.returncode:
-                        sys.exit(f"[{label}] dvc exp run failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
-                row = {"name": label, "config": name, "seed": seed, "set": sets, **read_run(),
-                       "seconds": round(time.perf_counter() - start, 1)}
-                runs.append(row)
-                print(f"[{label}] CIDEr {row['captions']['CIDEr']}, BLEU-4 {row['captions']['BLEU-4']} "
-                      f"({row['seconds']} s)", flush=True)
-                reset()
+                if any(r["config"] == name and r["seed"] == seed for r in runs):
+                    continue
+                print(f"[{name} seed {seed}] -S {' -S '.join(CONFIGS[name]) or '(defaults)'}", flush=True)
+                work = scratch / f"{name}-s{seed}"
+                point = run_point(base, 1, seed, work, CONFIGS[name])
+                runs.append({"config": name, **point})
+                ev = json.loads((work / "metrics" / "evaluate.json").read_text())
+                baselines = {k: {**{m: round(v, 2) for m, v in row.items() if isinstance(v, (int, float))}}
+                             for k, row in ev["baselines"].items()}
+                if ev.get("vqa"):
+                    baselines.setdefault("majority_answer", {})["vqa_average"] = round(ev["vqa"]["baseline"]["average"], 2)
+                print(json.dumps(runs[-1]), flush=True)
+                write()
     finally:
-        reset()
-
-    by = {(r["config"], r["seed"]): r for r in runs}
-    orderings = {}
-    for better, worse, what in (("default", "experts-1", "3 experts > 1 expert"),
-                                ("default", "one-stage", "two-stage > one-stage")):
-        per_seed = {s: {k: by[(better, s)]["captions"][k] > by[(worse, s)]["captions"][k] for k in SCORE_KEYS}
-                    for s in args.seeds if (better, s) in by and (worse, s) in by}
-        orderings[what] = {"per_seed": per_seed,
-                           "holds_for_every_seed_and_metric": bool(per_seed) and all(all(v.values()) for v in per_seed.values())}
-    result = {"runs": runs, "orderings": orderings, "seeds": args.seeds,
-              "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    tmp.replace(args.out)
-
-    print("\n| run | seed | " + " | ".join(CAPTION_KEYS) + " | count acc. | VQA avg |")
-    print("| --- | --- |" + " --- |" * (len(CAPTION_KEYS) + 2))
-    for r in runs:
-        print(f"| {r['config']} | {r['seed']} | " + " | ".join(f"{r['captions'][k]:.2f}" for k in CAPTION_KEYS)
-              + f" | {r['count_accuracy']} | {r['vqa_average']} |")
-    for what, o in orderings.items():
-        print(f"{what}: holds for every seed and metric: {o['holds_for_every_seed_and_metric']}")
-    print(f"wrote {args.out}")
+        if not args.keep:
+            shutil.rmtree(scratch, ignore_errors=True)
+    write()
+    summary = summarise(runs)
+    print(table(summary, baselines))
+    for what, o in orderings(runs).items():
+        print(f"{what} (seeds {o['seeds']}):")
+        for k, v in o["per_key"].items():
+            print(f"  {k}: {v}")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

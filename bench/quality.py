@@ -38,9 +38,19 @@ ROOT = Path(__file__).resolve().parents[1]
 KEYS = ["BLEU-4", "METEOR", "CIDEr", "distinct", "theme_accuracy"]
 
 
-def point_params(base: dict, scale: float, seed: int, work: Path) -> dict:
-    """params.yaml for one point: the stages' budgets scaled, outputs in `work`, inputs shared."""
+def point_params(base: dict, scale: float, seed: int, work: Path, sets: list[str] = ()) -> dict:
+    """params.yaml for one point: the stages' budgets scaled, outputs in `work`, inputs shared;
+    `sets` are `dvc exp run -S` style overrides (`model.experts=1`) applied first."""
     p = json.loads(json.dumps(base))
+    for item in sets:
+        key, _, value = item.partition("=")
+        *parents, leaf = key.split(".")
+        node = p
+        for k in parents:
+            node = node[k]
+        if leaf not in node:
+            raise SystemExit(f"unknown parameter {key!r} in {item!r}")
+        node[leaf] = yaml.safe_load(value)
     paths = p["paths"]
     for key in ("prepared", "cache", "features"):  # the workspace's prepared data and caches
         paths[key] = str((ROOT / paths[key]).resolve())
@@ -57,13 +67,15 @@ def point_params(base: dict, scale: float, seed: int, work: Path) -> dict:
 
 
 def train_seconds(metrics: Path, name: str) -> float:
+    if not (metrics / f"{name}_steps.csv").is_file():  # a stage that did not train (one-stage: no Stage I)
+        return 0.0
     with open(metrics / f"{name}_steps.csv") as f:
         return sum(float(row["step_s"]) for row in csv.DictReader(f))
 
 
-def run_point(base: dict, scale: float, seed: int, work: Path) -> dict:
+def run_point(base: dict, scale: float, seed: int, work: Path, sets: list[str] = ()) -> dict:
     work.mkdir(parents=True, exist_ok=True)
-    params = point_params(base, scale, seed, work)
+    params = point_params(base, scale, seed, work, sets)
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     t0 = time.perf_counter()
@@ -83,9 +95,9 @@ def run_point(base: dict, scale: float, seed: int, work: Path) -> dict:
         "stage1_steps": s1.get("steps"), "stage2_steps": s2.get("steps"),
         "train_minutes": round((train_seconds(metrics, "stage1") + train_seconds(metrics, "stage2")) / 60, 2),
         "wall_minutes": round((time.perf_counter() - t0) / 60, 2),
-        "precision": s2.get("precision"),
+        "precision": s2.get("precision"), "set": list(sets),
         "stage1_final_loss": s1.get("final_loss"), "stage2_final_loss": s2.get("final_loss"),
-        **{k: round(ev["captions"][k], 2) for k in KEYS},
+        **{k: round(ev["captions"][k], 2) for k in KEYS + ["BLEU-1", "ROUGE-L"]},
         "vqa_average": round(ev["vqa"]["average"], 2) if ev.get("vqa") else None,
         "vqa_majority_average": round(ev["vqa"]["baseline"]["average"], 2) if ev.get("vqa") else None,
         "blind_CIDEr": round(base_rows["blind"]["CIDEr"], 2) if "blind" in base_rows else None,
