@@ -51,6 +51,31 @@ def test_same_seed_gives_identical_bytes_other_seed_differs(corpus, tmp_path):
     assert (tmp_path / "other" / "images" / "P0000.png").read_bytes() != a["images/P0000.png"]
 
 
+def test_a_killed_synth_leaves_no_half_corpus(tmp_path, monkeypatch):
+    """`make data` skips synth when data/raw/images exists: a run cut after 11 of 96 scenes once
+    left a folder that the pipeline then took for the whole corpus."""
+    import rsmoe.data.synth.api as api
+
+    write = api._write_scene
+    calls = []
+
+    def dies_on_the_second(job):
+        calls.append(job)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # what Ctrl-C / a kill does mid-run
+        return write(job)
+
+    monkeypatch.setattr(api, "_write_scene", dies_on_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        synthesize(tmp_path / "raw", 3, seed=0, workers=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # neither raw/ nor its sibling
+    monkeypatch.setattr(api, "_write_scene", write)
+    (tmp_path / "raw.tmp-1").mkdir()  # a sibling a killed process could not remove
+    assert synthesize(tmp_path / "raw", 2, seed=0, workers=1) == ["P0000", "P0001"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["raw"]
+    assert len(list((tmp_path / "raw" / "images").iterdir())) == 2
+
+
 def test_written_scene_equals_the_one_rendered_alone(corpus, scenes):
     # a scene does not depend on how many scenes are generated with it
     root, _ = corpus

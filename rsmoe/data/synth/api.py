@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from rsmoe.data.synth.constants import (
 )
 from rsmoe.data.synth.context import finish_scene
 from rsmoe.data.synth.themes import THEME_LAYOUTS
+from rsmoe.files import swapped_folder
 
 
 def scene_id(index: int) -> str:
@@ -89,8 +91,22 @@ def synthesize(out_dir: str | Path, scenes: int, seed: int = 0, *, min_size: int
     Byte-identical for the same (seed, index, sizes), however many `workers` (processes; default:
     one per CPU core, at most 4) render them: each scene has its own RNG stream, PNGs are written
     without metadata at a fixed compression level.
+
+    A new `out_dir` appears only when every scene is written (they go to a sibling folder that is
+    swapped in), so a killed run leaves no half corpus that `make data` would take for a whole
+    one; a folder that already holds images/ is written into in place.
     """
     out = Path(out_dir)
+    if (out / "images").is_dir():
+        return _synthesize_into(out, scenes, seed, min_size, max_size, progress, workers)
+    for stale in out.parent.glob(f"{out.name}.tmp-*"):  # a killed earlier run's sibling
+        shutil.rmtree(stale, ignore_errors=True)
+    with swapped_folder(out) as tmp:
+        return _synthesize_into(tmp, scenes, seed, min_size, max_size, progress, workers)
+
+
+def _synthesize_into(out: Path, scenes: int, seed: int, min_size: int, max_size: int, progress: bool,
+                     workers: int | None) -> list[str]:
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "labelTxt").mkdir(parents=True, exist_ok=True)
     jobs = [(str(out), i, seed, min_size, max_size) for i in range(scenes)]
