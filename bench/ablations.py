@@ -13,6 +13,10 @@ workspace is never touched. Results are written after every run and a rerun skip
 (configuration, seed) pairs already in the output file, so a cut run resumes; `--import` adds
 runs of the default configuration measured by bench/quality.py (same harness, same params).
 
+Runs are grouped by training precision: bf16 autocast where the CPU has AVX512-BF16, fp32
+elsewhere (2.5x slower: a run then takes ~22 min, not ~9); a seed follows another trajectory in
+each, so a configuration is compared only with the default of the same precision.
+
 At this scale (5 training minutes, 44 val crops) one seed's score moves by as much as some of the
 differences the paper reports, so an ordering is called reproduced only when it holds for every
 seed (paired by seed); otherwise it is seed noise at this budget.
@@ -49,11 +53,18 @@ COMPARED = ["BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "CIDEr-nolen", "theme_accura
             "count_accuracy", "hallucination_rate"]
 
 
+def _group(r: dict) -> str:
+    """Runs compare only within one training precision (bf16 autocast where the CPU has
+    AVX512-BF16, fp32 elsewhere: the same seed follows another trajectory in each)."""
+    p = r.get("precision") or "?"
+    return f"{r['config']} [{'fp32' if p == 'no' else p}]"
+
+
 def summarise(runs: list[dict]) -> dict:
-    """Mean +- std (sample, over seeds) per configuration and key."""
+    """Mean +- std (sample, over seeds) per configuration (and precision) and key."""
     out = {}
-    for name in dict.fromkeys(r["config"] for r in runs):
-        rows = [r for r in runs if r["config"] == name]
+    for name in dict.fromkeys(_group(r) for r in runs):
+        rows = [r for r in runs if _group(r) == name]
         out[name] = {"seeds": sorted(r["seed"] for r in rows)}
         for k in KEYS:
             vals = [r[k] for r in rows if r.get(k) is not None]
@@ -64,24 +75,26 @@ def summarise(runs: list[dict]) -> dict:
 
 
 def orderings(runs: list[dict]) -> dict:
-    """For each configuration against the default: on which keys the default is better for every
-    seed both ran, on which the configuration is, and on which the seeds disagree."""
-    by = {(r["config"], r["seed"]): r for r in runs}
+    """For each configuration against the default of the same precision: on which keys the
+    default is better for every seed both ran, on which the configuration is, and on which the
+    seeds disagree."""
+    by = {(r["config"], r["seed"], r.get("precision")): r for r in runs}
     out = {}
-    for name in dict.fromkeys(r["config"] for r in runs if r["config"] != "default"):
-        seeds = sorted(s for (c, s) in by if c == name and ("default", s) in by)
+    for name, prec in dict.fromkeys((r["config"], r.get("precision")) for r in runs if r["config"] != "default"):
+        seeds = sorted(s for (c, s, p) in by if c == name and p == prec and ("default", s, prec) in by)
         if not seeds:
             continue
         verdict = {}
         for k in COMPARED:
-            pairs = [(by[("default", s)].get(k), by[(name, s)].get(k)) for s in seeds]
+            pairs = [(by[("default", s, prec)].get(k), by[(name, s, prec)].get(k)) for s in seeds]
             if any(a is None or b is None for a, b in pairs):
                 continue
             sign = [(a < b) if k in LOWER_IS_BETTER else (a > b) for a, b in pairs]
             other = [(a > b) if k in LOWER_IS_BETTER else (a < b) for a, b in pairs]
             verdict[k] = "default better on every seed" if all(sign) else (
                 f"{name} better on every seed" if all(other) else "seeds disagree")
-        out[f"default (N = 3, two-stage) vs {name}"] = {"seeds": seeds, "per_key": verdict}
+        out[f"default (N = 3, two-stage) vs {name} [{'fp32' if prec == 'no' else prec}]"] = {"seeds": seeds, "per_key": verdict,
+                                                               "one_seed_only": len(seeds) < 2}
     return out
 
 
@@ -92,11 +105,21 @@ def table(summary: dict, baselines: dict | None) -> str:
     for name, s in summary.items():
         cells = [f"{s[k]['mean']:.1f} ± {s[k]['std']:.1f}" if k in s and s[k]["std"] is not None
                  else (f"{s[k]['mean']:.1f}" if k in s else "") for k in cols]
-        lines.append(f"| {name} | {len(s['seeds'])} | " + " | ".join(cells) + f" | {PAPER_CIDER.get(name, '')} |")
+        paper = PAPER_CIDER.get(name.split(" [")[0], "")
+        lines.append(f"| {name} | {len(s['seeds'])} | " + " | ".join(cells) + f" | {paper} |")
     for name, row in (baselines or {}).items():
         lines.append(f"| *baseline: {name}* | | " + " | ".join(
             f"{row[k]:.1f}" if row.get(k) is not None else "" for k in cols) + " | |")
     return "\n".join(lines)
+
+
+def _precision(base: dict) -> str:
+    """The precision the training stages will pick here (what `train.mixed_precision` resolves to)."""
+    from rsmoe.training.loop import resolve_precision
+
+    import torch
+
+    return resolve_precision(base["train"]["mixed_precision"], torch.cuda.is_available())
 
 
 def main() -> None:
@@ -130,12 +153,13 @@ def main() -> None:
         tmp.write_text(json.dumps(result, indent=1) + "\n")
         tmp.replace(out)
 
+    precision = _precision(base)
     scratch = Path(tempfile.mkdtemp(prefix="rsmoe-ablations-"))
     try:
         for seed in args.seeds:
             for name in args.configs:
-                if any(r["config"] == name and r["seed"] == seed for r in runs):
-                    continue
+                if any(r["config"] == name and r["seed"] == seed and r.get("precision") == precision for r in runs):
+                    continue  # done on a machine of the same precision (a cut run resumes here)
                 print(f"[{name} seed {seed}] -S {' -S '.join(CONFIGS[name]) or '(defaults)'}", flush=True)
                 work = scratch / f"{name}-s{seed}"
                 point = run_point(base, 1, seed, work, CONFIGS[name])
