@@ -93,8 +93,8 @@ def orderings(runs: list[dict]) -> dict:
             other = [(a > b) if k in LOWER_IS_BETTER else (a < b) for a, b in pairs]
             verdict[k] = "default better on every seed" if all(sign) else (
                 f"{name} better on every seed" if all(other) else "seeds disagree")
-        out[f"default (N = 3, two-stage) vs {name} [{'fp32' if prec == 'no' else prec}]"] = {"seeds": seeds, "per_key": verdict,
-                                                               "one_seed_only": len(seeds) < 2}
+        label = f"default (N = 3, two-stage) vs {name} [{'fp32' if prec == 'no' else prec}]"
+        out[label] = {"seeds": seeds, "per_key": verdict, "one_seed_only": len(seeds) < 2}
     return out
 
 
@@ -168,7 +168,8 @@ def main() -> None:
                 baselines = {k: {**{m: round(v, 2) for m, v in row.items() if isinstance(v, (int, float))}}
                              for k, row in ev["baselines"].items()}
                 if ev.get("vqa"):
-                    baselines.setdefault("majority_answer", {})["vqa_average"] = round(ev["vqa"]["baseline"]["average"], 2)
+                    majority = round(ev["vqa"]["baseline"]["average"], 2)
+                    baselines.setdefault("majority_answer", {})["vqa_average"] = majority
                 print(json.dumps(runs[-1]), flush=True)
                 write()
     finally:

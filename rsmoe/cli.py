@@ -75,6 +75,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
     params = load_params(args.params) if args.params.is_file() else None
     cfg = params.validate_ if params else None
     raw = Path(args.raw_dir)
+    if args.format != "dota":
+        from rsmoe.data.validation import validate_captioned
+
+        images, annotations = _captioned_inputs(args)
+        report = validate_captioned(args.format, annotations, images, cfg or _default("validate_"),
+                                    bands=params.data.bands if params else (0, 1, 2), progress=True)
+        args.report.parent.mkdir(parents=True, exist_ok=True)
+        report.to_json(args.report)
+        print(report.summary())
+        print(f"report: {args.report}")
+        return 0 if report.ok else 1
     captions = args.captions or _found(raw / "captions.json")
     qa = args.qa or _found(raw / "annotations.json")
     kwargs = {"captions": captions, "qa": qa, "progress": True}
@@ -95,6 +106,15 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     params = load_params(args.params) if args.params.is_file() else None
     raw = Path(args.raw_dir)
     report = ValidationReport.from_json(args.report) if args.report else None
+    if args.format != "dota":
+        from rsmoe.data.prepare_captioned import prepare_captioned
+
+        images, annotations = _captioned_inputs(args)
+        stats = prepare_captioned(args.format, annotations, images, args.out_dir,
+                                  params.prepare if params else _default("prepare"), report=report,
+                                  bands=params.data.bands if params else (0, 1, 2))
+        print(json.dumps({k: stats[k] for k in ("images", "crops", "references")}))
+        return 0
     stats = prepare(raw, args.out_dir, params.prepare if params else _default("prepare"),
                     captions=args.captions or _found(raw / "captions.json"),
                     qa=args.qa or _found(raw / "annotations.json"), report=report,
@@ -185,6 +205,18 @@ def cmd_scores(args: argparse.Namespace) -> int:
     return 0
 
 
+def _captioned_inputs(args: argparse.Namespace) -> tuple[Path, Path]:
+    """(image folder, annotation file) of `rsmoe validate|prepare --format F ANNOTATIONS [--images DIR]`:
+    the positional argument is the annotation file (or the folder holding it and images/)."""
+    from rsmoe.data.captioned import find_annotations
+
+    given = Path(args.raw_dir)
+    if given.is_dir():
+        images = args.images or given / "images"
+        return images, find_annotations(args.format, None, images)
+    return args.images or given.parent / "images", given
+
+
 def _found(path: Path) -> Path | None:
     return path if path.is_file() else None
 
@@ -220,9 +252,16 @@ def build_parser() -> argparse.ArgumentParser:
     _params_arg(p)
 
     for name, fn, help_ in (("validate", cmd_validate, "check a raw DOTA-format folder with Great Expectations"),
-                            ("prepare", cmd_prepare, "tile a raw DOTA-format folder into RSICap crops, captions and QA")):
+                            ("prepare", cmd_prepare, "DOTA scenes -> RSICap crops, captions and QA; or a captioned "
+                                                     "set (--format) -> the same layout")):
         p = add(name, fn, help_)
-        p.add_argument("raw_dir", type=Path, help="folder with images/ and labelTxt/")
+        p.add_argument("raw_dir", type=Path, help="folder with images/ and labelTxt/ (--format dota), or the "
+                       "annotation file of a captioned set (or the folder holding it beside images/)")
+        p.add_argument("--format", choices=["dota", "rsicap", "karpathy", "folder"], default="dota",
+                       help="dota: scenes + labelTxt (default); rsicap: captions.json; karpathy: dataset_*.json "
+                            "(RSICD, UCM-, Sydney-, NWPU-Captions); folder: captions.csv / captions.jsonl")
+        p.add_argument("--images", type=Path, help="image folder of a captioned set (default: images/ beside "
+                       "the annotation file)")
         if name == "prepare":
             p.add_argument("out_dir", type=Path, help="output folder")
             p.add_argument("--report", type=Path, help="validation report.json whose quarantined records to skip")

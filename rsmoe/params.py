@@ -53,11 +53,28 @@ class SynthParams(Section):
 
 
 class DataParams(Section):
-    """Optional human annotations joined to the raw scenes, and how to read multi-band images."""
+    """What `paths.raw` holds: DOTA scenes (with optional human annotations joined by filename)
+    or a captioned image set (`rsmoe.data.captioned`), and how to read multi-band images."""
 
-    captions: Path | None = None  # RSICap-format captions.json, joined to crops by filename
-    qa: Path | None = None  # RSIEval-format annotations.json, joined to crops by filename
+    format: Literal["dota", "rsicap", "karpathy", "folder"] = "dota"
+    captions: Path | None = None  # dota: RSICap-format captions.json, joined to crops by filename
+    qa: Path | None = None  # dota: RSIEval-format annotations.json, joined to crops by filename
+    annotations: Path | None = None  # rsicap / karpathy / folder: the annotation file (default: see image_dir)
+    images: Path | None = None  # rsicap / karpathy / folder: the image folder (default: paths.raw/images)
     bands: tuple[int, int, int] = (0, 1, 2)  # which bands of a multi-band image are R, G, B
+
+    @model_validator(mode="after")
+    def _format_fields(self) -> "DataParams":
+        if self.format == "dota" and (self.annotations or self.images):
+            raise ValueError("data.annotations / data.images are for format rsicap, karpathy or folder; "
+                             "DOTA scenes live in paths.raw (images/ + labelTxt/), joined annotations in "
+                             "data.captions / data.qa")
+        if self.format != "dota" and (self.captions or self.qa):
+            raise ValueError(f"data.captions / data.qa join annotations to DOTA scenes; for format {self.format} "
+                             "set data.annotations (and data.images)")
+        if self.format == "karpathy" and self.annotations is None:
+            raise ValueError("data.format karpathy needs data.annotations: the dataset_*.json file")
+        return self
 
 
 class ValidateParams(Section):

@@ -107,6 +107,13 @@ def split_records(prepared: str | Path, name: str, split: str, *,
     return out
 
 
+def references(record: dict[str, Any]) -> list[str]:
+    """Every reference caption of a prepared record: its `references` (captioned sets keep all of
+    an image's captions), else its one `text_output`."""
+    refs = [r.strip() for r in record.get("references") or () if isinstance(r, str) and r.strip()]
+    return refs or [record["text_output"].strip()]
+
+
 def _field(path: Path, record: str, item: dict[str, Any], key: str) -> str:
     value = item.get(key) if isinstance(item, dict) else None
     if not isinstance(value, (str, int)) or str(value).strip() == "":

@@ -52,6 +52,8 @@ class Issue:
       labels       (image id, 1-based line)         captions     (annotation index, filename)
       qa_images    (annotation index, filename, number of its QA pairs: all are dropped)
       qa           (annotation index, filename, pair index)
+      captioned    record index (captioned sets: an image and all of its sentences)
+      captioned_sentences   (record index, sentence index)
     A filename is None when the record has none.
     """
 
@@ -77,7 +79,7 @@ class Issue:
                    tuple(key) if isinstance(key, list) else key)
 
 
-TABLES = ("images", "label_files", "labels", "captions", "qa_images", "qa")
+TABLES = ("images", "label_files", "labels", "captions", "qa_images", "qa", "captioned", "captioned_sentences")
 
 
 @dataclass
@@ -140,6 +142,14 @@ class ValidationReport:
         """(annotation index, pair index), both 0-based, of QA pairs to skip."""
         return {(a, j) for a, _, j in self._qa_triples()}
 
+    def quarantined_captioned(self) -> set[int]:
+        """Captioned sets (rsicap / karpathy / folder): record indices of images to skip whole."""
+        return self._keys("captioned")
+
+    def quarantined_sentences(self) -> set[tuple[int, int]]:
+        """Captioned sets: (record index, sentence index) of references to skip."""
+        return self._keys("captioned_sentences")
+
     def kept_images(self) -> dict[str, dict[str, Any]]:
         """image id -> {file (relative to raw_dir), width, height, bands, dtype, format} of usable images."""
         bad = self.quarantined_images()
@@ -163,6 +173,8 @@ class ValidationReport:
                 "qa_annotations": sorted(self.quarantined_qa_annotations()),
                 "qa": [list(k) for k in sorted(self.quarantined_qa())],
                 "qa_indices": [list(k) for k in sorted(self.quarantined_qa_indices())],
+                "captioned": sorted(self.quarantined_captioned()),
+                "captioned_sentences": [list(k) for k in sorted(self.quarantined_sentences())],
             },
         }
 

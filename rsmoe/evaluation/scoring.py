@@ -38,9 +38,13 @@ def mean_rows(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 def text_baselines(records: Sequence[Mapping], train: Sequence[Mapping], refs: Mapping[str, list[str]],
                    scene_types: Mapping[str, str | None], source: str) -> dict[str, dict]:
     """The baselines written without a model: random caption (mean of 3 seeds), scene caption,
-    retrieval oracle (see `rsmoe.evaluation.baselines`)."""
+    retrieval oracle (see `rsmoe.evaluation.baselines`); only the first for a captioned set, whose
+    records carry no scene type and no objects to choose a caption by."""
     rand = [score_row(baselines.random_caption(records, train, seed), refs, f"{source}, random caption (seed {seed})",
                       scene_types) for seed in baselines.RANDOM_SEEDS]
+    if not any("objects" in r or r.get("scene_type") for r in (*train, *records)):  # a captioned set: nothing
+        # (no scene type, no objects) to choose a caption by; those two rows would be random_caption again
+        return {"random_caption": {**mean_rows(rand), "seeds": len(rand)}}
     return {
         "random_caption": {**mean_rows(rand), "seeds": len(rand)},
         "scene_caption": score_row(baselines.scene_caption(records, train), refs, f"{source}, scene caption",

@@ -307,7 +307,8 @@ class RSMoE(nn.Module):
             names = [r.adapter for r in rows]
             if not sequential:
                 with stacked_adapters(self.llm, names):
-                    ids = self.llm.generate(inputs_embeds=embeds, attention_mask=mask, **limited(list(range(len(rows)))))
+                    ids = self.llm.generate(inputs_embeds=embeds, attention_mask=mask,
+                                            **limited(list(range(len(rows)))))
                 tokens = [ids[i].tolist() for i in range(len(rows))]
             else:
                 tokens = [[] for _ in rows]

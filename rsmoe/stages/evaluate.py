@@ -24,7 +24,7 @@ import logging
 from pathlib import Path
 
 from rsmoe.data.aspects import group_segments, split_caption
-from rsmoe.data.loaders import load_prepared
+from rsmoe.data.loaders import load_prepared, references
 from rsmoe.evaluation import baselines, captions, grounding, scoring, vqa
 from rsmoe.evaluation.predict import answer_questions, caption_images, karpathy_references, load_questions
 from rsmoe.params import Params
@@ -103,7 +103,7 @@ def run(params: Params) -> dict:
     records = _split_records(params, ev.split)
     train = _split_records(params, "train")
     images = [params.paths.prepared / "images" / r["filename"] for r in records]
-    refs = {r["filename"]: [r["text_output"]] for r in records}
+    refs = {r["filename"]: references(r) for r in records}  # every reference, as the papers score
     scene_types = {r["filename"]: r.get("scene_type") for r in records}
 
     generated = caption_images(model, images, features, batch_size=ev.batch_size, max_new_tokens=ev.max_new_tokens,
@@ -163,6 +163,7 @@ def run(params: Params) -> dict:
     (out / "evaluate.json").write_text(json.dumps(metrics, indent=2) + "\n")
 
     predictions = [{"filename": r["filename"], "reference": r["text_output"], "caption": c.text,
+                    **({"references": r["references"]} if len(r.get("references") or ()) > 1 else {}),
                     "segments": c.segments, **({"stage1": stage1_texts[r["filename"]]} if stage1_texts else {}),
                     "scene_type": r.get("scene_type"),
                     "grounding": g.to_dict() if g else None} for r, c, g in zip(records, generated, groundings)]

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rsmoe.data.aspects import expert_for, group_segments, split_caption
-from rsmoe.data.loaders import load_prepared, split_records
+from rsmoe.data.loaders import load_prepared, references, split_records
 from rsmoe.errors import InputError
 
 
@@ -26,17 +26,20 @@ def load_examples(prepared: Path, split: str, n_experts: int, qa_per_image: int 
     """The `split` examples of a prepared folder, with each caption's expert targets.
 
     Captions written by `prepare` carry their aspect segments; human captions without them
-    (real RSICap) are split by `rsmoe.data.aspects.split_caption`. With `qa_per_image` > 0,
+    (real RSICap) are split by `rsmoe.data.aspects.split_caption`. An image with several
+    references (Karpathy-format sets: five each) gives one example per reference, the way
+    captioning models are fine-tuned on COCO-style sets: every reference is seen once per epoch,
+    in a fixed order a resumed run repeats, with no sampling state to checkpoint. With `qa_per_image` > 0,
     up to that many RSIEval-format QA pairs of each image (qa.json) follow as examples of their
     own, each a target of the expert that answers its question type (`expert_for`).
     """
     path = Path(prepared) / "captions.json"
     out = []
     for a, image in split_records(prepared, "captions.json", split):
-        text = a["text_output"].strip()
-        segments = a.get("segments") or split_caption(text)
-        out.append(Example(image, a.get("text_input") or "Describe this image in detail.", text,
-                           group_segments(segments, n_experts), content=_content(a)))
+        for text in references(a):
+            segments = (a.get("segments") if text == a["text_output"].strip() else None) or split_caption(text)
+            out.append(Example(image, a.get("text_input") or "Describe this image in detail.", text,
+                               group_segments(segments, n_experts), content=_content(a)))
     if not out:
         raise InputError(path, f"no annotations in split {split!r}", "check prepare.splits in params.yaml")
     if qa_per_image:
