@@ -216,7 +216,8 @@ def test_stages_train_and_evaluate_on_a_captioned_set(sets, tmp_path, fmt):
         load(stage).run(params)
     metrics = json.loads((params.paths.metrics / "evaluate.json").read_text())
     val = [r for r in records if r["split"] == "val"]
-    assert metrics["images"] == len(val) and metrics["split"] == "val"
+    assert metrics["images"] == len(val) and metrics["split"] == "val" and metrics["dataset"] == fmt
+    assert metrics["references"] == sum(len(r["references"]) for r in val) > len(val)
     assert set(metrics["baselines"]) >= {"random_caption"} and "scene_caption" not in metrics["baselines"]
     predictions = [json.loads(line) for line in (params.paths.reports / "predictions.jsonl").read_text().splitlines()]
     assert [p.get("references", [p["reference"]]) for p in predictions] == [r["references"] for r in val]

@@ -198,11 +198,12 @@ class ValidationReport:
 
     def summary(self, max_items: int = 10) -> str:
         out = [f"validate {self.raw_dir}"]
-        out.append(f"  {'table':<12} {'total':>7} {'kept':>7} {'quarantined':>12}")
+        width = max([12] + [len(t) for t in self.counts])
+        out.append(f"  {'table':<{width}} {'total':>7} {'kept':>7} {'quarantined':>12}")
         for table in TABLES:
             if table in self.counts:
                 c = self.counts[table]
-                out.append(f"  {table:<12} {c['total']:>7} {c['kept']:>7} {c['quarantined']:>12}")
+                out.append(f"  {table:<{width}} {c['total']:>7} {c['kept']:>7} {c['quarantined']:>12}")
         problems = [("HARD", i) for i in self.hard_errors] + [("quarantined", i) for i in self.quarantine]
         if problems:
             out.append(f"problems ({len(self.hard_errors)} hard, {len(self.quarantine)} quarantined), "
@@ -215,6 +216,6 @@ class ValidationReport:
         failed = sum(not e["success"] for e in self.expectations)
         out.append(f"expectations: {len(self.expectations) - failed} passed, {failed} failed")
         verdict = "OK" if self.ok else f"FAILED: {len(self.hard_errors)} hard error(s)"
-        kept = self.counts.get("images", {})
+        kept = self.counts.get("images") or self.counts.get("captioned", {})
         out.append(f"verdict: {verdict}; {kept.get('kept', 0)} of {kept.get('total', 0)} images kept")
         return "\n".join(out)

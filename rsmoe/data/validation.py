@@ -683,7 +683,7 @@ def validate_captioned(fmt: str, annotations: str | Path, images: str | Path, pa
             norm = " ".join(s.lower().split()) if s else None
             dup = seen.get(norm) if norm else None
             if norm and norm not in seen:
-                seen[norm] = j
+                seen[norm] = item.where[j]
             sentences.append({"index": item.index, "sentence": j, "record": item.where[j], "text": s or None,
                               "duplicate_of": dup, "unique": dup is None,
                               "words": len(s.split()) if s else None})

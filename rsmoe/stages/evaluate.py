@@ -148,7 +148,9 @@ def run(params: Params) -> dict:
                            "images": len(zpaths)}
 
     metrics = {
-        "split": ev.split, "images": len(records), "experts": list(model.experts), "strategy": params.train.strategy,
+        "dataset": params.data.format, "split": ev.split, "images": len(records),
+        "references": sum(len(refs[r["filename"]]) for r in records),
+        "experts": list(model.experts), "strategy": params.train.strategy,
         "captions": scores["stage2"], **({"stage1_captions": scores["stage1"]} if "stage1" in scores else {}),
         "theme_accuracy": scores["stage2"]["theme_accuracy"],
         "baselines": base, "margins": scoring.margins(scores, base),
