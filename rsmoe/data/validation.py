@@ -597,9 +597,9 @@ def validate_captioned(fmt: str, annotations: str | Path, images: str | Path, pa
     """Check a captioned set (`rsmoe.data.captioned`: rsicap | karpathy | folder) with the DOTA
     path's rules: each image record is kept or quarantined whole (no filename, a path that leaves
     the image folder, a missing or unreadable image, a size outside the limits, an unknown split),
-    each sentence on its own (empty, a duplicate of the image's earlier one, too few / many
+    each sentence on its own (empty, a repeat of one of the image's earlier captions, too few / many
     words); an image left with no sentence goes too. Never raises for bad records."""
-    from rsmoe.data.captioned import inside, normalise_split, read_captioned
+    from rsmoe.data.captioned import read_captioned
 
     annotations, images = Path(annotations), Path(images)
     bands = tuple(int(b) for b in bands)
@@ -621,27 +621,62 @@ def validate_captioned(fmt: str, annotations: str | Path, images: str | Path, pa
     if not items:
         report.hard_errors.append(Issue(shown, "file", "no records", "add at least one image with a caption"))
         return report
+    runner = _Runner()
+    df = _captioned_image_table(items, images, bands, progress)
+    report.quarantine += runner.run("captioned", df, _captioned_image_checks(shown, images.name, params))["quarantine"]
+    bad = report.quarantined_captioned()
+    sentences = _sentence_table(items, bad)
+    dropped = runner.run("captioned_sentences", sentences, _sentence_checks(shown, params))["quarantine"]
+    report.quarantine += dropped
+    gone = report.quarantined_sentences()
+    for item in items:
+        if item.index not in bad and all((item.index, j) in gone for j in range(len(item.sentences))):
+            problem = "no usable caption left (every sentence quarantined)" if item.sentences else "no sentences"
+            report.quarantine.append(Issue(shown, item.record, problem, "give the image at least one good caption",
+                                           "captioned", item.index))
+    n, n_bad = len(items), len(report.quarantined_captioned())
+    report.counts["captioned"] = {"total": n, "kept": n - n_bad, "quarantined": n_bad}
+    report.counts["captioned_sentences"] = {"total": len(sentences), "kept": len(sentences) - len(dropped),
+                                            "quarantined": len(dropped)}
+    if n_bad == n:
+        report.hard_errors.append(Issue(shown, "file", f"all {n} images are quarantined",
+                                        "fix the records listed in the quarantine"))
+    elif n_bad / n > params.max_quarantine_fraction:
+        report.hard_errors.append(Issue(shown, "file", f"{n_bad} of {n} images quarantined ({n_bad / n:.0%}), "
+                                        f"more than validate.max_quarantine_fraction = "
+                                        f"{params.max_quarantine_fraction:g}",
+                                        "fix the quarantined records, or raise validate.max_quarantine_fraction"))
+    report.expectations = runner.results
+    return report
 
-    def image_row(item) -> dict[str, Any]:
-        row = {"index": item.index, "record": item.record, "filename": item.filename, "inside": None,
-               "exists": None, "split": item.split, "split_ok": item.split is None or normalise_split(item.split)
-               is not None, "decodable": None, "width": None, "height": None, "problem": None, "fix": None}
-        if item.filename is not None:
-            row["inside"] = inside(images, item.filename)
-            path = images / item.filename
-            row["exists"] = bool(row["inside"]) and path.is_file()
-            if row["exists"]:
-                r = _image_row(path, root, bands)
-                row.update(decodable=r["decodable"], width=r["width"], height=r["height"], problem=r["problem"],
-                           fix=r["fix"])
-        return row
 
+def _captioned_image_table(items: list, images: Path, bands: tuple[int, int, int], progress: bool) -> pd.DataFrame:
+    """One row per image record: where its file is, whether it decodes, its size and split."""
     from tqdm.auto import tqdm
 
-    with ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1))) as pool:
-        rows = list(tqdm(pool.map(image_row, items), total=len(items), desc="decode images", unit="img",
+    from rsmoe.data.captioned import inside, normalise_split
+
+    def row(item) -> dict[str, Any]:
+        out = {"index": item.index, "record": item.record, "filename": item.filename, "inside": None,
+               "exists": None, "split": item.split,
+               "split_ok": item.split is None or normalise_split(item.split) is not None,
+               "decodable": None, "width": None, "height": None, "problem": None, "fix": None}
+        if item.filename is not None:
+            out["inside"] = inside(images, item.filename)
+            path = images / item.filename
+            out["exists"] = bool(out["inside"]) and path.is_file()
+            if out["exists"]:
+                r = _image_row(path, images.parent, bands)
+                out.update({k: r[k] for k in ("decodable", "width", "height", "problem", "fix")})
+        return out
+
+    with ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1))) as pool:  # decoding releases the GIL
+        rows = list(tqdm(pool.map(row, items), total=len(items), desc="decode images", unit="img",
                          disable=not progress))
-    df = pd.DataFrame(rows, dtype=object)
+    return pd.DataFrame(rows, dtype=object)
+
+
+def _captioned_image_checks(shown: str, folder: str, p: ValidateParams) -> list[_Check]:
     E = _gx().expectations
 
     def issue(problem: Callable[[pd.Series], str], fix: str | Callable[[pd.Series], str]):
@@ -649,83 +684,61 @@ def validate_captioned(fmt: str, annotations: str | Path, images: str | Path, pa
                                "captioned", int(r["index"]))
 
     def size(r: pd.Series) -> str:
-        return f"image {r['width']}x{r['height']} px is outside {params.min_side}..{params.max_side} px per side"
+        return f"image {r['width']}x{r['height']} px is outside {p.min_side}..{p.max_side} px per side"
 
-    runner = _Runner()
-    res = runner.run("captioned", df, [
+    resize = "drop the image or change validate.min_side / max_side in params.yaml"
+    return [
         _Check(E.ExpectColumnValuesToNotBeNull(column="filename"),
                issue(lambda r: "missing or empty filename", "give the image's file name relative to the image folder")),
         _Check(E.ExpectColumnValuesToBeInSet(column="inside", value_set=[True]),
                issue(lambda r: f"filename '{r['filename']}' leaves the image folder",
                      "make it relative to the image folder, without '..', absolute paths or links out of it")),
         _Check(E.ExpectColumnValuesToBeInSet(column="exists", value_set=[True]),
-               issue(lambda r: f"image '{r['filename']}' not found in {images.name}/",
+               issue(lambda r: f"image '{r['filename']}' not found in {folder}/",
                      "add the image, fix the filename, or remove the record")),
         _Check(E.ExpectColumnValuesToBeInSet(column="decodable", value_set=[True]),
                issue(lambda r: r["problem"] or "unreadable image", lambda r: r["fix"] or "re-export the image")),
-        _Check(E.ExpectColumnValuesToBeBetween(column="width", min_value=params.min_side, max_value=params.max_side),
-               issue(size, "drop the image or change validate.min_side / max_side in params.yaml")),
-        _Check(E.ExpectColumnValuesToBeBetween(column="height", min_value=params.min_side, max_value=params.max_side),
-               issue(size, "drop the image or change validate.min_side / max_side in params.yaml")),
+        *(_Check(E.ExpectColumnValuesToBeBetween(column=side, min_value=p.min_side, max_value=p.max_side),
+                 issue(size, resize)) for side in ("width", "height")),
         _Check(E.ExpectColumnValuesToBeInSet(column="split_ok", value_set=[True]),
                issue(lambda r: f"unknown split '{r['split']}'",
                      "use train, val or test (restval counts as train; one split per image)")),
-    ])
-    report.quarantine += res["quarantine"]
-    bad = report.quarantined_captioned()
+    ]
 
-    sentences = []
+
+def _sentence_table(items: list, bad: set[int]) -> pd.DataFrame:
+    """One row per sentence of the images not quarantined whole; a repeat (case and spacing
+    aside) of an earlier caption of the same image names that caption's record."""
+    rows = []
     for item in items:
         if item.index in bad:
             continue
-        seen: dict[str, int] = {}
-        for j, s in enumerate(item.sentences):
-            norm = " ".join(s.lower().split()) if s else None
-            dup = seen.get(norm) if norm else None
-            if norm and norm not in seen:
-                seen[norm] = item.where[j]
-            sentences.append({"index": item.index, "sentence": j, "record": item.where[j], "text": s or None,
-                              "duplicate_of": dup, "unique": dup is None,
-                              "words": len(s.split()) if s else None})
-    sdf = pd.DataFrame(sentences, dtype=object)
+        seen: dict[str, str] = {}
+        for j, text in enumerate(item.sentences):
+            norm = " ".join(text.lower().split()) if text else None
+            first = seen.setdefault(norm, item.where[j]) if norm else None
+            repeat = first if first != item.where[j] else None
+            rows.append({"index": item.index, "sentence": j, "record": item.where[j], "text": text or None,
+                         "duplicate_of": repeat, "unique": repeat is None,
+                         "words": len(text.split()) if text else None})
+    return pd.DataFrame(rows, dtype=object)
 
-    def s_issue(problem: Callable[[pd.Series], str], fix: str):
-        return lambda r: Issue(shown, r["record"], problem(r), fix,
-                               "captioned_sentences", (int(r["index"]), int(r["sentence"])))
 
-    res = runner.run("captioned_sentences", sdf, [
+def _sentence_checks(shown: str, p: ValidateParams) -> list[_Check]:
+    E = _gx().expectations
+
+    def issue(problem: Callable[[pd.Series], str], fix: str):
+        return lambda r: Issue(shown, r["record"], problem(r), fix, "captioned_sentences",
+                               (int(r["index"]), int(r["sentence"])))
+
+    return [
         _Check(E.ExpectColumnValuesToNotBeNull(column="text"),
-               s_issue(lambda r: "empty or missing sentence", "write the caption text or remove the sentence")),
+               issue(lambda r: "empty or missing sentence", "write the caption text or remove the sentence")),
         _Check(E.ExpectColumnValuesToBeInSet(column="unique", value_set=[True]),
-               s_issue(lambda r: f"repeats an earlier caption of the same image ({r['duplicate_of']})",
-                       "remove the duplicate: a repeated reference counts twice in training and scoring")),
-        _Check(E.ExpectColumnValuesToBeBetween(column="words", min_value=params.caption_min_words,
-                                               max_value=params.caption_max_words),
-               s_issue(lambda r: f"caption has {r['words']} words, outside "
-                       f"{params.caption_min_words}..{params.caption_max_words}",
-                       "rewrite it or change validate.caption_min_words / caption_max_words")),
-    ]) if not sdf.empty else {"quarantine": []}
-    report.quarantine += res["quarantine"]
-    dropped = report.quarantined_sentences()
-    for item in items:
-        if item.index not in bad and item.sentences and all((item.index, j) in dropped
-                                                            for j in range(len(item.sentences))):
-            report.quarantine.append(Issue(shown, item.record, "no usable caption left (every sentence quarantined)",
-                                           "fix its sentences", "captioned", item.index))
-        elif item.index not in bad and not item.sentences:
-            report.quarantine.append(Issue(shown, item.record, "no sentences", "give the image at least one caption",
-                                           "captioned", item.index))
-    n_bad = len(report.quarantined_captioned())
-    report.counts["captioned"] = {"total": len(items), "kept": len(items) - n_bad, "quarantined": n_bad}
-    report.counts["captioned_sentences"] = {"total": len(sdf), "kept": len(sdf) - len(res["quarantine"]),
-                                            "quarantined": len(res["quarantine"])}
-    if n_bad == len(items):
-        report.hard_errors.append(Issue(shown, "file", f"all {n_bad} images are quarantined",
-                                        "fix the records listed in the quarantine"))
-    elif n_bad / len(items) > params.max_quarantine_fraction:
-        report.hard_errors.append(Issue(shown, "file", f"{n_bad} of {len(items)} images quarantined "
-                                        f"({n_bad / len(items):.0%}), more than validate.max_quarantine_fraction = "
-                                        f"{params.max_quarantine_fraction:g}",
-                                        "fix the quarantined records, or raise validate.max_quarantine_fraction"))
-    report.expectations = runner.results
-    return report
+               issue(lambda r: f"repeats an earlier caption of the same image ({r['duplicate_of']})",
+                     "remove the duplicate: a repeated reference counts twice in training and scoring")),
+        _Check(E.ExpectColumnValuesToBeBetween(column="words", min_value=p.caption_min_words,
+                                               max_value=p.caption_max_words),
+               issue(lambda r: f"caption has {r['words']} words, outside {p.caption_min_words}..{p.caption_max_words}",
+                     "rewrite it or change validate.caption_min_words / caption_max_words")),
+    ]
