@@ -2,11 +2,13 @@
 never a half-written one. The one implementation of it in the package; imports nothing of it."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 
 @contextmanager
@@ -42,3 +44,9 @@ def swapped_folder(folder: str | Path) -> Iterator[Path]:
         os.replace(folder, old)
     os.replace(tmp, folder)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def write_json(path: str | Path, data: Any, *, indent: int = 1) -> None:
+    """Write `data` as UTF-8 JSON (non-ASCII kept as is, one trailing newline), replacing `path` in one rename."""
+    with written_file(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=indent, ensure_ascii=False) + "\n", encoding="utf-8")

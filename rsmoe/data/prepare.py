@@ -14,7 +14,6 @@ never leaves a half-written dataset behind and rerunning starts clean.
 """
 from __future__ import annotations
 
-import json
 import logging
 import multiprocessing
 import os
@@ -36,7 +35,7 @@ from rsmoe.data.images import ImageReadError, list_images, load_rgb, save_png
 from rsmoe.data.loaders import CaptionRecord, EvalRecord, load_rsicap, load_rsieval
 from rsmoe.data.records import CropObject, DotaObject
 from rsmoe.data.tiling import Window, clip_objects, crop_pixels, windows
-from rsmoe.files import swapped_folder
+from rsmoe.files import swapped_folder, write_json
 from rsmoe.data.report import ValidationReport
 from rsmoe.params import PrepareParams
 
@@ -237,10 +236,6 @@ def _map(fn, jobs: list, workers: int | None, progress: bool):
                 bar.update(1)
 
 
-def _write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-
-
 def prepare(raw_dir: str | Path, out_dir: str | Path, cfg: PrepareParams, *, captions: Path | None = None,
             qa: Path | None = None, report: ValidationReport | None = None, bands: tuple[int, int, int] = (0, 1, 2),
             progress: bool = True, workers: int | None = None) -> dict[str, Any]:
@@ -290,11 +285,11 @@ def prepare(raw_dir: str | Path, out_dir: str | Path, cfg: PrepareParams, *, cap
             "objects_per_class": dict(sorted(objects_per_class.items())),
             "unjoined_human_captions": sorted(set(human_caps) - {c["filename"] for c in records}),
         }
-        _write_json(tmp / "captions.json", {"annotations": records})
-        _write_json(tmp / "qa.json", {"annotations": qa_records})
-        _write_json(tmp / "splits.json",
+        write_json(tmp / "captions.json", {"annotations": records})
+        write_json(tmp / "qa.json", {"annotations": qa_records})
+        write_json(tmp / "splits.json",
                     {s: sorted(k for k, v in split_of.items() if v == s) for s in ("train", "val", "test")})
-        _write_json(tmp / "stats.json", stats)
+        write_json(tmp / "stats.json", stats)
     if stats["unjoined_human_captions"]:
         log.warning("%d human captions matched no crop (first: %s); check crop_size/overlap and file names",
                     len(stats["unjoined_human_captions"]), stats["unjoined_human_captions"][0])

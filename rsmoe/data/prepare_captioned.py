@@ -18,9 +18,9 @@ from tqdm import tqdm
 from rsmoe.data.captioned import CaptionedImage, inside, normalise_split, prepared_name, read_captioned, scene_of
 from rsmoe.data.images import ImageReadError, load_rgb, save_png
 from rsmoe.data.loaders import SPLITS, AnnotationError
-from rsmoe.data.prepare import INSTRUCTIONS, _write_json, assign_splits, stable_index
+from rsmoe.data.prepare import INSTRUCTIONS, assign_splits, stable_index
 from rsmoe.data.report import ValidationReport
-from rsmoe.files import swapped_folder
+from rsmoe.files import swapped_folder, write_json
 from rsmoe.params import PrepareParams
 
 log = logging.getLogger(__name__)
@@ -88,10 +88,10 @@ def prepare_captioned(fmt: str, annotations: str | Path, images: str | Path, out
             "quarantined_or_unusable": len(items) - len(kept),
             "words_per_reference": _median_words(records),
         }
-        _write_json(tmp / "captions.json", {"annotations": records})
-        _write_json(tmp / "qa.json", {"annotations": []})
-        _write_json(tmp / "splits.json", {s: sorted({r["scene"] for r in records if r["split"] == s}) for s in SPLITS})
-        _write_json(tmp / "stats.json", stats)
+        write_json(tmp / "captions.json", {"annotations": records})
+        write_json(tmp / "qa.json", {"annotations": []})
+        write_json(tmp / "splits.json", {s: sorted({r["scene"] for r in records if r["split"] == s}) for s in SPLITS})
+        write_json(tmp / "stats.json", stats)
     missing = [s for s in SPLITS if not stats["crops"][s]]
     if missing:
         log.warning("prepared %s has no %s images: training needs train, evaluate its split (val for the "

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
 import logging
 import os
 import shutil
@@ -42,7 +41,7 @@ from rsmoe.data.images import load_rgb
 from rsmoe.errors import InputError
 from rsmoe.export.ort import (IMAGE_GRAPH, PARITY, SIDECAR, TOKENIZER, VLM_GRAPH, read_sidecar, run,
                               session, tokenize)
-from rsmoe.files import written_file
+from rsmoe.files import write_json
 from rsmoe.model.checkpoint import fingerprint
 from rsmoe.model.presets import DEFAULT_INSTRUCTION
 
@@ -107,7 +106,7 @@ def export_encoders(model, out_dir: Path, *, opset: int = 17) -> dict:
                  "attention_mask": {0: batch, 1: length}, "vlm_features": {0: batch}})
         sidecar = _sidecar(model, tmp, image_encoder, vlm, opset)
         model.qformer_tokenizer.save_pretrained(tmp / TOKENIZER)
-        _write_json(tmp / SIDECAR, sidecar)
+        write_json(tmp / SIDECAR, sidecar, indent=2)
         out_dir.mkdir(parents=True, exist_ok=True)
         for stale in (SIDECAR, PARITY):  # they would describe the previous graphs
             (out_dir / stale).unlink(missing_ok=True)
@@ -195,11 +194,6 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _write_json(path: Path, data: dict) -> None:
-    with written_file(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
-
-
 # --------------------------------------------------------------------------- parity
 
 def check_parity(model, out_dir: Path, images: Sequence[Path], *, instruction: str = DEFAULT_INSTRUCTION,
@@ -239,7 +233,7 @@ def check_parity(model, out_dir: Path, images: Sequence[Path], *, instruction: s
     report = {"ok": all(v <= tol for v in worst.values()), "tol": tol, "max_abs_diff": worst,
               "per_batch_size": diffs, "images": [str(p) for p in images], "instruction": instruction,
               "providers": {g: s.get_providers()[0] for g, s in sessions.items()}}
-    _write_json(out_dir / PARITY, report)
+    write_json(out_dir / PARITY, report, indent=2)
     if not report["ok"]:
         bad = ", ".join(f"{g} {v:.2e}" for g, v in worst.items() if v > tol)
         raise ParityError(out_dir / PARITY, f"ONNX Runtime differs from PyTorch by more than {tol:g} ({bad})",
