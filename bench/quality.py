@@ -97,16 +97,21 @@ def run_point(base: dict, scale: float, seed: int, work: Path, sets: list[str] =
         "wall_minutes": round((time.perf_counter() - t0) / 60, 2),
         "precision": s2.get("precision"), "set": list(sets),
         "stage1_final_loss": s1.get("final_loss"), "stage2_final_loss": s2.get("final_loss"),
-        **{k: round(ev["captions"][k], 2) for k in KEYS + ["BLEU-1", "ROUGE-L"]},
+        # theme_accuracy is None on sets without scene types (Karpathy / folder sets)
+        **{k: None if ev["captions"].get(k) is None else round(ev["captions"][k], 2) for k in KEYS + ["BLEU-1", "ROUGE-L"]},
         "vqa_average": round(ev["vqa"]["average"], 2) if ev.get("vqa") else None,
         "vqa_majority_average": round(ev["vqa"]["baseline"]["average"], 2) if ev.get("vqa") else None,
         "blind_CIDEr": round(base_rows["blind"]["CIDEr"], 2) if "blind" in base_rows else None,
         "best_baseline": best, "best_baseline_CIDEr": round(base_rows[best]["CIDEr"], 2),
-        "retrieval_oracle_CIDEr": round(base_rows["retrieval_oracle"]["CIDEr"], 2),
+        # sets without object annotations (Karpathy / folder) have no oracle and no scene_caption row
+        "retrieval_oracle_CIDEr": round(base_rows["retrieval_oracle"]["CIDEr"], 2) if "retrieval_oracle" in base_rows
+        else None,
         # CIDEr-D's length penalty makes CIDEr a length lottery on long captions (bench/cider_length.py)
         **{f"{k}{suffix}": round(row[k], 2) for suffix, row in (("", ev["captions"]),
-                                                                 ("_scene_caption", base_rows["scene_caption"]))
+                                                                 ("_scene_caption", base_rows.get("scene_caption", {})))
            for k in ("CIDEr-nolen", "length_gap") if k in row},
+        **({"random_caption_CIDEr": round(base_rows["random_caption"]["CIDEr"], 2)} if "random_caption" in base_rows
+           else {}),
         **{k: ev["grounding"].get(k) for k in ("count_accuracy", "hallucination_rate", "miss_rate")
            if ev.get("grounding")},
     }
