@@ -31,6 +31,11 @@ class VLMEncoder(nn.Module):
             self.feature_mean = nn.Parameter(torch.zeros(image_dim), requires_grad=False)
             self.feature_std = nn.Parameter(torch.ones(image_dim), requires_grad=False)
         self.global_projection = nn.Linear(2 * image_dim, spec.global_tokens * llm_dim) if spec.global_tokens else None
+        if spec.has_scene_tokens:  # zeros until fitted (set_scene_head); saved with the model, never trained
+            n = len(spec.scene_types)
+            self.scene_weight = nn.Parameter(torch.zeros(n, 2 * image_dim), requires_grad=False)
+            self.scene_bias = nn.Parameter(torch.zeros(n), requires_grad=False)
+            self.scene_phrases = nn.Parameter(torch.zeros(n, spec.scene_tokens, llm_dim), requires_grad=False)
         if load_weights and spec.init == "minilm":
             _load_minilm(self.qformer)
         elif load_weights and spec.init == "instructblip":
@@ -54,24 +59,54 @@ class VLMEncoder(nn.Module):
         self.feature_mean.copy_(mean)
         self.feature_std.copy_(std)
 
+    @torch.no_grad()
+    def set_scene_head(self, weight: torch.Tensor, bias: torch.Tensor, phrases: torch.Tensor) -> None:
+        """The scene-type classifier on `pooled` F_I (S, 2 D_img), (S,) and each type's name as LLM
+        token embeddings (S, scene_tokens, D_llm)."""
+        if not self.spec.has_scene_tokens:
+            raise ValueError("this model has no scene tokens (qformer.scene_tokens 0, or fewer than 2 scene_types)")
+        for name, value in (("weight", weight), ("bias", bias), ("phrases", phrases)):
+            target = getattr(self, f"scene_{name}")
+            if value.shape != target.shape:
+                raise ValueError(f"scene head {name} needs shape {tuple(target.shape)}, got {tuple(value.shape)}")
+            target.copy_(value)
+
+    def standardized(self, image_tokens: torch.Tensor) -> torch.Tensor:
+        if self.spec.standardize_features:
+            return (image_tokens - self.feature_mean) / self.feature_std
+        return image_tokens
+
+    @staticmethod
+    def pooled(image_tokens: torch.Tensor) -> torch.Tensor:
+        """(B, T, D_img) -> (B, 2 D_img): the mean and std over the tokens."""
+        mean = image_tokens.mean(1)
+        return torch.cat([mean, (image_tokens - mean.unsqueeze(1)).pow(2).mean(1).sqrt()], dim=-1)
+
+    def scene_logits(self, pooled: torch.Tensor) -> torch.Tensor:
+        return pooled.float() @ self.scene_weight.t() + self.scene_bias
+
     def forward(self, image_tokens: torch.Tensor, input_ids: torch.Tensor,
                 attention_mask: torch.Tensor) -> torch.Tensor:
-        """F_I (B, T, D_img), instruction ids/mask (B, L) -> F_VLM (B, Q + G, D_llm): the projected
-        query outputs, then the G global tokens (when the preset has them)."""
+        """F_I (B, T, D_img), instruction ids/mask (B, L) -> F_VLM (B, Q + G + S_tok, D_llm): the
+        projected query outputs, then the G global tokens and the scene tokens (when the preset has them)."""
         batch, n_query = image_tokens.shape[0], self.spec.num_query_tokens
-        if self.spec.standardize_features:
-            image_tokens = (image_tokens - self.feature_mean) / self.feature_std
+        image_tokens = self.standardized(image_tokens)
         query = self.query_tokens.expand(batch, -1, -1)
         mask = torch.cat([attention_mask.new_ones(batch, n_query), attention_mask], dim=1)
         out = self.qformer(input_ids=input_ids, attention_mask=mask, query_embeds=query,
                            encoder_hidden_states=image_tokens,
                            encoder_attention_mask=image_tokens.new_ones(image_tokens.shape[:2], dtype=torch.long))
         feats = self.projection(out.last_hidden_state[:, :n_query])  # only the query outputs
-        if self.global_projection is None:
+        if self.global_projection is None and not self.spec.has_scene_tokens:
             return feats
-        mean = image_tokens.mean(1)
-        pooled = torch.cat([mean, (image_tokens - mean.unsqueeze(1)).pow(2).mean(1).sqrt()], dim=-1)
-        return torch.cat([feats, self.global_projection(pooled).view(batch, -1, feats.shape[-1])], dim=1)
+        pooled = self.pooled(image_tokens)
+        parts = [feats]
+        if self.global_projection is not None:
+            parts.append(self.global_projection(pooled).view(batch, -1, feats.shape[-1]))
+        if self.spec.has_scene_tokens:  # (B, S) probabilities mix the names' embeddings (S, L, D)
+            probs = self.scene_logits(pooled).softmax(-1)
+            parts.append(torch.einsum("bs,sld->bld", probs, self.scene_phrases.float()).to(feats.dtype))
+        return torch.cat(parts, dim=1)
 
 
 def _qformer_config(spec: QFormerSpec, image_dim: int) -> InstructBlipQFormerConfig:

@@ -21,6 +21,8 @@ def preset_from(params: Params) -> Preset:
         overrides["qformer"] = {"path": str(m.instructblip)}
     if m.llm:
         overrides["llm"] = {"path": str(m.llm)}
+    if m.scene_tokens is not None:
+        overrides["qformer"] = {**overrides.get("qformer", {}), "scene_tokens": m.scene_tokens}
     return get_preset(m.preset, **overrides)
 
 
