@@ -43,7 +43,8 @@ CONFIGS = {  # name -> the `-S` settings (paper table); every expert segment has
     "experts-2": ["model.experts=2"],
     "experts-4": ["model.experts=4"],
     "one-stage": ["train.strategy=one-stage"],              # Table VII: no Stage I, the experts from the base LLM
-    "no-scene-tokens": ["model.scene_tokens=0"],            # ours: the small preset without its scene tokens
+    "no-concept-tokens": ["model.scene_tokens=0", "model.object_tokens=0"],  # ours: the small preset without them
+    "no-object-tokens": ["model.object_tokens=0"],
 }
 PAPER_CIDER = {"default": 158.36, "experts-1": 93.51, "one-stage": 98.21}  # paper Tables V / VII (7B, RSIEval)
 # higher is better for all of these but length_gap, hallucination_rate and miss_rate

@@ -99,7 +99,7 @@ def run_point(base: dict, scale: float, seed: int, work: Path, sets: list[str] =
         "stage1_final_loss": s1.get("final_loss"), "stage2_final_loss": s2.get("final_loss"),
         # theme_accuracy is None on sets without scene types (Karpathy / folder sets)
         **{k: None if ev["captions"].get(k) is None else round(ev["captions"][k], 2) for k in KEYS + ["BLEU-1", "ROUGE-L"]},
-        "scene_head_accuracy": (ev.get("scene_head") or {}).get("accuracy"),  # what the scene tokens say
+        "concept_heads": ev.get("concept_heads"),  # what the concept tokens told the LLM
         "vqa_average": round(ev["vqa"]["average"], 2) if ev.get("vqa") else None,
         "vqa_majority_average": round(ev["vqa"]["baseline"]["average"], 2) if ev.get("vqa") else None,
         "blind_CIDEr": round(base_rows["blind"]["CIDEr"], 2) if "blind" in base_rows else None,

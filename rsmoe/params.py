@@ -117,9 +117,11 @@ class ModelParams(Section):
     experts: int = Field(3, ge=1, le=4)  # N (paper Table V): 1 caption, 2 theme/details, 3, 4
     instructblip: Path | None = None  # paper presets: local InstructBLIP folder (EVA ViT-g + Q-Former)
     llm: Path | None = None  # paper presets: local Llama-3.2-1B / 3B or Vicuna-7B folder
-    # LLM tokens naming the scene type from a classifier fitted on the train split (the preset's
-    # `qformer.scene_tokens`: small 6, the paper presets 0); null: the preset's, 0: off
+    # concept tokens (rsmoe.training.concepts): LLM tokens naming the scene type, and slots naming
+    # the object classes, from heads fitted on the train split's annotations (the preset's
+    # `qformer.scene_tokens` / `object_tokens`: small 6 / 4, the paper presets 0); null: the preset's, 0: off
     scene_tokens: int | None = Field(None, ge=0)
+    object_tokens: int | None = Field(None, ge=0)
 
 
 class TrainParams(Section):

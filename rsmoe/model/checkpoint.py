@@ -27,7 +27,7 @@ from rsmoe.files import swapped_folder
 from rsmoe.model.presets import Preset
 
 FORMAT, VERSION = "rsmoe", 1
-VLM_GROUPS = ("qformer_lora", "queries", "projection", "feature_stats", "scene_head")  # saved with the model
+VLM_GROUPS = ("qformer_lora", "queries", "projection", "feature_stats", "concept_heads")  # saved with the model
 
 
 class ModelFolderError(InputError):
@@ -61,7 +61,7 @@ def vlm_group(name: str) -> str:
     return ("qformer_lora" if "lora_" in name else "queries" if name == "query_tokens"
             else "projection" if name.startswith(("projection.", "global_projection."))
             else "feature_stats" if name in ("feature_mean", "feature_std")
-            else "scene_head" if name.startswith("scene_") else "qformer_base")
+            else "concept_heads" if name.startswith(("scene_", "object_")) else "qformer_base")
 
 
 def vlm_state(model) -> dict[str, torch.Tensor]:
@@ -107,7 +107,8 @@ def load_model(cls, folder: Path, *, cache=None, **paths: str):
                                    f"trained on (preset {preset.name!r})",
                                    "load it with the same preset weights and package versions, or retrain")
     _load_adapters(model, folder / "adapters", cfg.get("adapters", []))
-    _load_exact(folder / "vlm.safetensors", vlm_state(model), "Q-Former LoRA / queries / projection / feature stats / scene head")
+    _load_exact(folder / "vlm.safetensors", vlm_state(model),
+                "Q-Former LoRA / queries / projection / feature stats / concept heads")
     _load_exact(folder / "router.safetensors", model.router.state_dict(), "router")
     model.set_stage("frozen")
     return model

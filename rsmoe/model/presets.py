@@ -51,20 +51,29 @@ class QFormerSpec(Spec):
     # Extra LLM input tokens beside the query outputs, projected from the mean and std of F_I over
     # its tokens: a direct path for what a linear probe reads from F_I (the scene type).
     global_tokens: int = Field(0, ge=0)
-    # Scene tokens: a linear classifier of the scene type on F_I's mean and std (the global tokens'
-    # input), fitted on the train split's scene types before Stage I and never trained after
-    # (rsmoe.training.scene), gives `scene_tokens` more LLM input tokens: the token embeddings of
-    # the scene-type names, mixed by its probabilities. When confident, the LLM reads the name as
-    # words. Why: a linear probe on the frozen features names the scene type of ~80 % of val crops,
-    # the trained model's captions ~60 %: Stage I's few steps barely learn to read it from the
-    # query and global tokens. 0 = off; off when the data has no scene types (`scene_types` empty).
+    # Concept tokens (rsmoe.training.concepts): linear heads on F_I's mean and std (the global
+    # tokens' input), fitted on the train split's annotations before Stage I and never trained
+    # after, tell the LLM in words what a probe reads from the frozen features: `scene_tokens`
+    # tokens, the scene-type names' embeddings mixed by the scene head's probabilities, and
+    # `object_tokens` slots of 4 tokens, the names of the classes the presence head finds, most
+    # likely first. 0 = off; also off when the data has no such annotations (classes empty).
     scene_tokens: int = Field(0, ge=0)
-    scene_types: tuple[str, ...] = ()  # the classifier's classes: set from the train split by Stage I
+    scene_types: tuple[str, ...] = ()  # the scene head's classes: set from the train split by Stage I
+    object_tokens: int = Field(0, ge=0)
+    object_classes: tuple[str, ...] = ()  # the presence head's DOTA classes: set from the train split
     path: str | None = None  # instructblip: the same local InstructBLIP folder (qformer.* weights)
 
     @property
     def has_scene_tokens(self) -> bool:
         return self.scene_tokens > 0 and len(self.scene_types) >= 2
+
+    @property
+    def has_object_tokens(self) -> bool:
+        return self.object_tokens > 0 and len(self.object_classes) >= 1
+
+    @property
+    def object_slots(self) -> int:
+        return min(self.object_tokens, len(self.object_classes))
 
 
 class LLMSpec(Spec):
@@ -124,6 +133,9 @@ QFORMER_LORA_TARGETS = (
     r"|.*\.crossattention\.output\.dense"
     r"|.*\.layer\.\d+\.(intermediate|intermediate_query|output|output_query)\.dense"  # not attention.output
 )
+# LLM tokens per object slot of the concept tokens: " ground track fields," is the longest DOTA name
+OBJECT_NAME_TOKENS = 4
+
 LLM_LORA_TARGETS = ("q_proj", "v_proj", "gate_proj", "up_proj", "down_proj")
 
 # One short textual aspect instruction T_i per expert (paper III-D).
@@ -160,7 +172,7 @@ def small() -> Preset:
         image_encoder=ImageEncoderSpec(kind="efficientnet-lite0", image_size=224, **_TF_LITE),
         qformer=QFormerSpec(init="minilm", hidden_size=384, layers=6, heads=12, intermediate_size=1536,
                             cross_attention_frequency=2, num_query_tokens=16,
-                            standardize_features=True, global_tokens=4, scene_tokens=6),
+                            standardize_features=True, global_tokens=4, scene_tokens=6, object_tokens=4),
         llm=LLMSpec(source="smollm2"),
         # No LoRA dropout on CPU: its Bernoulli masks took 28 % of a Stage I step (profiled), and
         # the CPU budget trains far less than an epoch, with nothing to regularise against.

@@ -12,7 +12,7 @@ from torch import nn
 from transformers import AutoTokenizer, InstructBlipQFormerConfig, InstructBlipQFormerModel
 
 from rsmoe.model.encoders import require_path, read_prefixed
-from rsmoe.model.presets import QFORMER_LORA_TARGETS, LoraSpec, QFormerSpec
+from rsmoe.model.presets import OBJECT_NAME_TOKENS, QFORMER_LORA_TARGETS, LoraSpec, QFormerSpec
 from rsmoe.model.weights import WeightsError, minilm_folder
 
 BERT_VOCAB = 30522
@@ -31,11 +31,18 @@ class VLMEncoder(nn.Module):
             self.feature_mean = nn.Parameter(torch.zeros(image_dim), requires_grad=False)
             self.feature_std = nn.Parameter(torch.ones(image_dim), requires_grad=False)
         self.global_projection = nn.Linear(2 * image_dim, spec.global_tokens * llm_dim) if spec.global_tokens else None
-        if spec.has_scene_tokens:  # zeros until fitted (set_scene_head); saved with the model, never trained
+        # concept heads (rsmoe.training.concepts): zeros until fitted, saved with the model, never trained
+        if spec.has_scene_tokens:
             n = len(spec.scene_types)
             self.scene_weight = nn.Parameter(torch.zeros(n, 2 * image_dim), requires_grad=False)
             self.scene_bias = nn.Parameter(torch.zeros(n), requires_grad=False)
             self.scene_phrases = nn.Parameter(torch.zeros(n, spec.scene_tokens, llm_dim), requires_grad=False)
+        if spec.has_object_tokens:
+            k = len(spec.object_classes)
+            self.object_weight = nn.Parameter(torch.zeros(k, 2 * image_dim), requires_grad=False)
+            self.object_bias = nn.Parameter(torch.zeros(k), requires_grad=False)
+            # one row per class and a last one for an empty slot, OBJECT_NAME_TOKENS tokens each
+            self.object_phrases = nn.Parameter(torch.zeros(k + 1, OBJECT_NAME_TOKENS, llm_dim), requires_grad=False)
         if load_weights and spec.init == "minilm":
             _load_minilm(self.qformer)
         elif load_weights and spec.init == "instructblip":
@@ -59,16 +66,26 @@ class VLMEncoder(nn.Module):
         self.feature_mean.copy_(mean)
         self.feature_std.copy_(std)
 
-    @torch.no_grad()
     def set_scene_head(self, weight: torch.Tensor, bias: torch.Tensor, phrases: torch.Tensor) -> None:
         """The scene-type classifier on `pooled` F_I (S, 2 D_img), (S,) and each type's name as LLM
         token embeddings (S, scene_tokens, D_llm)."""
         if not self.spec.has_scene_tokens:
             raise ValueError("this model has no scene tokens (qformer.scene_tokens 0, or fewer than 2 scene_types)")
-        for name, value in (("weight", weight), ("bias", bias), ("phrases", phrases)):
-            target = getattr(self, f"scene_{name}")
+        self._set("scene", weight=weight, bias=bias, phrases=phrases)
+
+    def set_object_head(self, weight: torch.Tensor, bias: torch.Tensor, phrases: torch.Tensor) -> None:
+        """The per-class presence classifier on `pooled` F_I (K, 2 D_img), (K,) and each class's name
+        as LLM token embeddings, then an empty slot's (K + 1, OBJECT_NAME_TOKENS, D_llm)."""
+        if not self.spec.has_object_tokens:
+            raise ValueError("this model has no object tokens (qformer.object_tokens 0, or no object_classes)")
+        self._set("object", weight=weight, bias=bias, phrases=phrases)
+
+    @torch.no_grad()
+    def _set(self, head: str, **values: torch.Tensor) -> None:
+        for name, value in values.items():
+            target = getattr(self, f"{head}_{name}")
             if value.shape != target.shape:
-                raise ValueError(f"scene head {name} needs shape {tuple(target.shape)}, got {tuple(value.shape)}")
+                raise ValueError(f"{head} head {name} needs shape {tuple(target.shape)}, got {tuple(value.shape)}")
             target.copy_(value)
 
     def standardized(self, image_tokens: torch.Tensor) -> torch.Tensor:
@@ -85,10 +102,18 @@ class VLMEncoder(nn.Module):
     def scene_logits(self, pooled: torch.Tensor) -> torch.Tensor:
         return pooled.float() @ self.scene_weight.t() + self.scene_bias
 
+    def object_slots(self, pooled: torch.Tensor) -> torch.Tensor:
+        """(B, 2 D_img) -> (B, slots) class indices: the classes found present (probability > 0.5),
+        most likely first; K (the empty slot) where fewer are."""
+        logits = pooled.float() @ self.object_weight.t() + self.object_bias
+        top, idx = logits.topk(self.spec.object_slots, dim=-1)
+        return torch.where(top > 0, idx, torch.full_like(idx, len(self.spec.object_classes)))
+
     def forward(self, image_tokens: torch.Tensor, input_ids: torch.Tensor,
                 attention_mask: torch.Tensor) -> torch.Tensor:
-        """F_I (B, T, D_img), instruction ids/mask (B, L) -> F_VLM (B, Q + G + S_tok, D_llm): the
-        projected query outputs, then the G global tokens and the scene tokens (when the preset has them)."""
+        """F_I (B, T, D_img), instruction ids/mask (B, L) -> F_VLM (B, Q + G + S + O, D_llm): the
+        projected query outputs, then (when the preset has them) the G global tokens, the S scene
+        tokens and the O = slots x OBJECT_NAME_TOKENS object tokens."""
         batch, n_query = image_tokens.shape[0], self.spec.num_query_tokens
         image_tokens = self.standardized(image_tokens)
         query = self.query_tokens.expand(batch, -1, -1)
@@ -97,7 +122,7 @@ class VLMEncoder(nn.Module):
                            encoder_hidden_states=image_tokens,
                            encoder_attention_mask=image_tokens.new_ones(image_tokens.shape[:2], dtype=torch.long))
         feats = self.projection(out.last_hidden_state[:, :n_query])  # only the query outputs
-        if self.global_projection is None and not self.spec.has_scene_tokens:
+        if self.global_projection is None and not (self.spec.has_scene_tokens or self.spec.has_object_tokens):
             return feats
         pooled = self.pooled(image_tokens)
         parts = [feats]
@@ -106,6 +131,8 @@ class VLMEncoder(nn.Module):
         if self.spec.has_scene_tokens:  # (B, S) probabilities mix the names' embeddings (S, L, D)
             probs = self.scene_logits(pooled).softmax(-1)
             parts.append(torch.einsum("bs,sld->bld", probs, self.scene_phrases.float()).to(feats.dtype))
+        if self.spec.has_object_tokens:  # (B, slots) -> (B, slots, L, D) -> (B, slots * L, D)
+            parts.append(self.object_phrases[self.object_slots(pooled)].flatten(1, 2).to(feats.dtype))
         return torch.cat(parts, dim=1)
 
 

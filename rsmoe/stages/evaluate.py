@@ -30,7 +30,7 @@ from rsmoe.evaluation.predict import answer_questions, caption_images, karpathy_
 from rsmoe.params import Params
 from rsmoe.stages import StageError, require
 from rsmoe.training.features import FrozenFeatures
-from rsmoe.training.scene import predict_scenes, scene_head_accuracy
+from rsmoe.training.concepts import concept_accuracy, predict_concepts
 from rsmoe.training.stage import load_model
 
 log = logging.getLogger("rsmoe")
@@ -116,9 +116,9 @@ def run(params: Params) -> dict:
                     for r in records}
     per_aspect = captions.score_aspects({r["filename"]: c.segments for r, c in zip(records, generated)}, ref_segments)
     base = _caption_baselines(model, records, train, images, features, refs, scene_types, ev)
-    # what the scene tokens told the LLM, beside what its captions say (theme_accuracy)
-    scene_pred = predict_scenes(model, features, images)
-    scene_head = scene_head_accuracy(scene_pred, [r.get("scene_type") for r in records])
+    # what the concept tokens told the LLM, beside what its captions say (theme_accuracy, grounding)
+    told = predict_concepts(model, features, images)
+    concept_scores = concept_accuracy(told, records)
 
     stage1_texts: dict[str, str] = {}
     if ev.stage1 and params.train.strategy == "two-stage":
@@ -157,7 +157,7 @@ def run(params: Params) -> dict:
         "experts": list(model.experts), "strategy": params.train.strategy,
         "captions": scores["stage2"], **({"stage1_captions": scores["stage1"]} if "stage1" in scores else {}),
         "theme_accuracy": scores["stage2"]["theme_accuracy"],
-        **({"scene_head": scene_head} if scene_head else {}),
+        **({"concept_heads": concept_scores} if concept_scores else {}),
         "baselines": base, "margins": scoring.margins(scores, base),
         "aspects": per_aspect,
         "vqa": vqa_scores,
@@ -172,7 +172,7 @@ def run(params: Params) -> dict:
     predictions = [{"filename": r["filename"], "reference": r["text_output"], "caption": c.text,
                     **({"references": r["references"]} if len(r.get("references") or ()) > 1 else {}),
                     "segments": c.segments, **({"stage1": stage1_texts[r["filename"]]} if stage1_texts else {}),
-                    "scene_type": r.get("scene_type"), **({"scene_head": scene_pred[i]} if scene_pred else {}),
+                    "scene_type": r.get("scene_type"), **({"concepts": told[i]} if told else {}),
                     "grounding": g.to_dict() if g else None}
                    for i, (r, c, g) in enumerate(zip(records, generated, groundings))]
     reports = Path(params.paths.reports)

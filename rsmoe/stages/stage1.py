@@ -15,15 +15,15 @@ from rsmoe.training.content import attach_content_heads, content_only, detach_co
 from rsmoe.training.data import load_examples
 from rsmoe.training.features import FrozenFeatures
 from rsmoe.training.loop import is_main_process, run_training
-from rsmoe.training.scene import fit_scene_head, with_scene_types
+from rsmoe.training.concepts import fit_concept_heads, with_concepts
 from rsmoe.training.stage import digest, preset_from, write_metrics
 
 
 def run(params: Params) -> dict:
     examples = load_examples(params.paths.prepared, "train", params.model.experts, params.train.qa_per_image)
-    model = RSMoE(with_scene_types(preset_from(params), examples), cache=params.paths.cache)
+    model = RSMoE(with_concepts(preset_from(params), examples), cache=params.paths.cache)
     out = params.paths.models / "stage1"
-    if params.train.strategy == "one-stage":  # stage2 fits the feature stats and the scene head
+    if params.train.strategy == "one-stage":  # stage2 fits the feature stats and the concept heads
         model.save_pretrained(out)
         summary = {"skipped": "train.strategy is one-stage: no Stage I"}
         write_card(out, model_card(params, "stage1", training=summary))
@@ -33,7 +33,7 @@ def run(params: Params) -> dict:
     features = FrozenFeatures(model, params.paths.features)
     features.warm([e.image for e in examples])
     features.fit_feature_stats([e.image for e in examples])
-    scene = fit_scene_head(model, features, examples)
+    concepts = fit_concept_heads(model, features, examples)
 
     weight = params.train.content_loss
     heads = attach_content_heads(model, examples, weight, params.train.seed)
@@ -65,8 +65,8 @@ def run(params: Params) -> dict:
     shutil.rmtree(ckpt, ignore_errors=True)
     shutil.rmtree(params.paths.checkpoints / "stage1-content", ignore_errors=True)
     summary["encoded_images"] = features.encoded_images
-    if scene:
-        summary["scene_head"] = scene
+    if concepts:
+        summary["concept_heads"] = concepts
     if warmed:
         summary["content_warmup"] = {k: warmed[k] for k in ("steps", "first_loss", "final_loss")}
     summary = write_metrics(params, "stage1", summary)

@@ -16,7 +16,7 @@ from rsmoe.training.content import attach_content_heads, detach_content_heads, w
 from rsmoe.training.data import load_examples
 from rsmoe.training.features import FrozenFeatures
 from rsmoe.training.loop import is_main_process, run_training
-from rsmoe.training.scene import fit_scene_head
+from rsmoe.training.concepts import fit_concept_heads
 from rsmoe.training.stage import digest, load_model, write_metrics
 
 
@@ -32,10 +32,10 @@ def run(params: Params) -> dict:
     if mode == "stage2":
         features.freeze_vlm()
     features.warm([e.image for e in examples], [e.instruction for e in examples])
-    scene = None
-    if mode == "one-stage":  # the VLM encoder trains here, so its input statistics and scene head are set here
+    concepts = None
+    if mode == "one-stage":  # the VLM encoder trains here, so its input statistics and concept heads are set here
         features.fit_feature_stats([e.image for e in examples])
-        scene = fit_scene_head(model, features, examples)
+        concepts = fit_concept_heads(model, features, examples)
 
     weight = params.train.content_loss
     heads = attach_content_heads(model, examples, weight, params.train.seed) if mode == "one-stage" else None
@@ -57,7 +57,7 @@ def run(params: Params) -> dict:
         return summary
     model.save_pretrained(params.paths.models / "stage2")
     shutil.rmtree(ckpt, ignore_errors=True)
-    summary.update(mode=mode, encoded_images=features.encoded_images, **({"scene_head": scene} if scene else {}))
+    summary.update(mode=mode, encoded_images=features.encoded_images, **({"concept_heads": concepts} if concepts else {}))
     summary = write_metrics(params, "stage2", summary)
     write_card(params.paths.models / "stage2", model_card(params, "stage2", training=summary))
     return summary

@@ -1,0 +1,194 @@
+"""Concept tokens (small preset): what the image shows, handed to the LLM as words.
+
+Linear probes on the mean and std of the frozen (standardised) image tokens name the scene type
+of ~80 % of val crops and the classes present with 14 % hallucinated / 20 % missed, while Stage
+I's captions name the scene type on ~60 % of crops and half the classes they mention are absent:
+in a few CPU minutes the LLM barely learns to read the scene and the objects from the query and
+global tokens. So the small preset fits those probes itself, before Stage I, on the train split:
+
+- scene tokens (`qformer.scene_tokens`): multinomial logistic regression on the scene types; the
+  LLM gets the token embeddings of the scene-type names mixed by its probabilities;
+- object tokens (`qformer.object_tokens` slots): one logistic regression per DOTA class on its
+  presence; the LLM gets the names of the classes it finds present (probability > 0.5), most
+  likely first, each slot " small vehicles," as token embeddings, "." in the empty slots.
+
+Both are fitted with L-BFGS, full batch, deterministic, in seconds on a CPU, and never trained
+after: the caption loss trains what reads them, not what they say. The classes come from the
+train split's annotations (`with_concepts`); a set without them (Karpathy, folder) has neither.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from rsmoe.data.describe import NOUNS
+from rsmoe.model.presets import OBJECT_NAME_TOKENS
+
+log = logging.getLogger("rsmoe")
+
+# Chosen on val (small preset, 304 train crops, one fit each; bench notes in the README):
+# scene: val accuracy 79.5-81.8 % for every L2 from 1e-4 to 0.3, 1e-2 in the middle of that plateau;
+# objects: L2 1e-3 / 1e-2 / 1e-1 gave hallucinated 13.6 / 15.2 / 19.5 % and missed 19.8 / 24.3 / 40.5 %.
+SCENE_L2 = 1e-2
+OBJECT_L2 = 1e-3
+
+
+def scene_types(examples: Sequence) -> tuple[str, ...]:
+    """The scene types the examples' annotations name (prepared DOTA crops), sorted; () for none."""
+    return tuple(sorted({e.content["scene_type"] for e in examples
+                         if getattr(e, "content", None) and e.content.get("scene_type")}))
+
+
+def object_classes(examples: Sequence) -> tuple[str, ...]:
+    """The DOTA classes present in at least one example's annotations, sorted."""
+    return tuple(sorted({c for e in examples if getattr(e, "content", None) for c, n in e.content["counts"].items()
+                         if n > 0}))
+
+
+def with_concepts(preset, examples: Sequence):
+    """`preset` with `qformer.scene_types` and `object_classes` set from the train examples. Each
+    kind of token stays off (the preset's number kept, its classes empty) when the data names too
+    few: fewer than two scene types, or no object annotations (Karpathy and folder sets)."""
+    q = preset.qformer
+    update = {}
+    if q.scene_tokens:
+        types = scene_types(examples)
+        if len(types) < 2:
+            log.warning("qformer.scene_tokens: the train split names %d scene type(s); scene tokens are off", len(types))
+        update["scene_types"] = types if len(types) >= 2 else ()
+    if q.object_tokens:
+        classes = object_classes(examples)
+        if not classes:
+            log.warning("qformer.object_tokens: the train split has no object annotations; object tokens are off")
+        update["object_classes"] = classes
+    if not update:
+        return preset
+    return preset.model_copy(update={"qformer": q.model_copy(update=update)})
+
+
+def object_name(category: str) -> str:
+    """How captions write a class: the plural noun ("small vehicles")."""
+    return NOUNS.get(category, (None, category.replace("-", " ")))[1]
+
+
+def phrase_embeddings(model, phrases: Sequence[str], length: int) -> torch.Tensor:
+    """Each phrase as the LLM's input embeddings (S, length, D), cut or padded with the embedding
+    of "." (the end of a phrase, and the whole of an empty slot) to `length` tokens."""
+    tok = model.tokenizer
+    dot = tok(".", add_special_tokens=False).input_ids[-1]
+    rows = []
+    for phrase in phrases:
+        ids = tok(phrase, add_special_tokens=False).input_ids if phrase else []
+        if len(ids) > length:
+            log.warning("%r takes %d LLM tokens; %d are kept", phrase, len(ids), length)
+        rows.append((ids + [dot] * length)[:length])
+    embed = model.llm.get_input_embeddings()
+    with torch.no_grad():
+        return embed(torch.tensor(rows, device=embed.weight.device)).float()
+
+
+def _pooled(model, features, images: Sequence) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.cat([model.vlm.pooled(model.vlm.standardized(features.image_tokens([p]))) for p in images]).float()
+
+
+def _fit_linear(x: torch.Tensor, y: torch.Tensor, n_out: int, loss_fn, l2: float) -> tuple[torch.Tensor, torch.Tensor]:
+    weight = torch.zeros(n_out, x.shape[1], device=x.device, requires_grad=True)
+    bias = torch.zeros(n_out, device=x.device, requires_grad=True)
+    opt = torch.optim.LBFGS([weight, bias], max_iter=300, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = loss_fn(x @ weight.t() + bias, y) + l2 * weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+    return weight.detach(), bias.detach()
+
+
+def fit_concept_heads(model, features, examples: Sequence) -> dict | None:
+    """Fit the model's scene and object heads (those it has) on the examples' images, each once,
+    and set the names' embeddings; returns what they reach on the train images (None when the
+    model has neither). `features` is the run's FrozenFeatures (F_I from the cache)."""
+    q = model.preset.qformer
+    annotated = {e.image: e.content for e in examples if getattr(e, "content", None)}
+    summary = {}
+    if q.has_scene_tokens:
+        types = list(q.scene_types)
+        labelled = [p for p, c in annotated.items() if c.get("scene_type") in types]
+        if not labelled:
+            raise ValueError("no train example names one of the model's scene types")
+        x = _pooled(model, features, labelled)
+        y = torch.tensor([types.index(annotated[p]["scene_type"]) for p in labelled], device=x.device)
+        w, b = _fit_linear(x, y, len(types), F.cross_entropy, SCENE_L2)
+        model.vlm.set_scene_head(w, b, phrase_embeddings(model, [f" {t}." for t in types], q.scene_tokens))
+        summary["scene"] = {"types": len(types), "images": len(labelled),
+                            "train_accuracy": round(((x @ w.t() + b).argmax(1) == y).float().mean().item() * 100, 2)}
+    if q.has_object_tokens:
+        classes = list(q.object_classes)
+        images = list(annotated)
+        x = _pooled(model, features, images)
+        y = torch.tensor([[float(annotated[p]["counts"].get(c, 0) > 0) for c in classes] for p in images],
+                         device=x.device)
+        w, b = _fit_linear(x, y, len(classes), F.binary_cross_entropy_with_logits, OBJECT_L2)
+        phrases = [f" {object_name(c)}," for c in classes] + [""]  # the last row: an empty slot
+        model.vlm.set_object_head(w, b, phrase_embeddings(model, phrases, OBJECT_NAME_TOKENS))
+        summary["objects"] = {"classes": len(classes), "images": len(images),
+                              **presence_errors((x @ w.t() + b > 0).tolist(), y.bool().tolist())}
+    if not summary:
+        return None
+    log.info("concept heads fitted on the train split: %s", summary)
+    return summary
+
+
+def presence_errors(predicted: Sequence[Sequence[bool]], truth: Sequence[Sequence[bool]]) -> dict:
+    """Percent of predicted-present classes that are absent (hallucinated) and of present ones
+    not predicted (missed), over every (image, class) pair."""
+    pairs = [(p, t) for prow, trow in zip(predicted, truth) for p, t in zip(prow, trow)]
+    said, there = sum(p for p, _ in pairs), sum(t for _, t in pairs)
+    return {"hallucinated": round(100.0 * sum(p and not t for p, t in pairs) / said, 2) if said else None,
+            "missed": round(100.0 * sum(t and not p for p, t in pairs) / there, 2) if there else None}
+
+
+def predict_concepts(model, features, images: Sequence) -> list[dict] | None:
+    """What the model's concept tokens say for each image: {"scene": type, "objects": [classes]},
+    None when it has neither."""
+    q = model.preset.qformer
+    if not (q.has_scene_tokens or q.has_object_tokens):
+        return None
+    out = []
+    with torch.no_grad():
+        for p in images:
+            pooled = model.vlm.pooled(model.vlm.standardized(features.image_tokens([p])))
+            row = {}
+            if q.has_scene_tokens:
+                row["scene"] = q.scene_types[int(model.vlm.scene_logits(pooled).argmax())]
+            if q.has_object_tokens:
+                row["objects"] = [q.object_classes[i] for i in model.vlm.object_slots(pooled)[0].tolist()
+                                  if i < len(q.object_classes)]
+            out.append(row)
+    return out
+
+
+def concept_accuracy(predicted: Sequence[dict] | None, records: Sequence[dict]) -> dict | None:
+    """The concept heads on annotated records (prepared DOTA crops): scene-type accuracy, and the
+    hallucinated / missed percent of the object classes they name (what the LLM was told)."""
+    if not predicted:
+        return None
+    out = {}
+    scenes = [(p["scene"], r.get("scene_type")) for p, r in zip(predicted, records) if "scene" in p and r.get("scene_type")]
+    if scenes:
+        out["scene_accuracy"] = round(100.0 * sum(a == b for a, b in scenes) / len(scenes), 2)
+        out["scene_images"] = len(scenes)
+    rows = [(p["objects"], {o["category"] for o in r["objects"]}) for p, r in zip(predicted, records)
+            if "objects" in p and "objects" in r]
+    if rows:
+        classes = sorted({c for said, there in rows for c in [*said, *there]})
+        out["objects"] = presence_errors([[c in said for c in classes] for said, _ in rows],
+                                         [[c in there for c in classes] for _, there in rows])
+    return out or None
