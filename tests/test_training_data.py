@@ -47,3 +47,21 @@ def test_missing_qa_file_names_the_fix(prepared):
     (out / "qa.json").unlink()
     with pytest.raises(InputError, match="qa_per_image: 0"):
         load_examples(out, "train", 3, qa_per_image=1)
+
+
+def test_one_sentence_references_with_several_experts_are_warned_about(prepared, caplog):
+    import logging
+
+    from rsmoe.training.data import Example, warn_if_experts_go_untrained
+
+    out, _ = prepared
+    rsicap = load_examples(out, "train", 3)  # real RSICap captions: several aspects each
+    with caplog.at_level(logging.WARNING, logger="rsmoe"):
+        assert warn_if_experts_go_untrained(rsicap, 3) >= 2
+    assert not caplog.text
+    short = [Example(e.image, e.instruction, "A plane is parked.", {"theme": "", "objects": "A plane is parked.",
+                                                                     "relations": ""}) for e in rsicap]
+    with caplog.at_level(logging.WARNING, logger="rsmoe"):
+        assert warn_if_experts_go_untrained(short, 3) == 1
+    assert "only 1 of the 3 experts" in caplog.text and "model.experts: 1" in caplog.text
+    assert warn_if_experts_go_untrained(short, 1) is None

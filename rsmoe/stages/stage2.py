@@ -13,7 +13,7 @@ from rsmoe.evaluation.card import model_card, write_card
 from rsmoe.params import Params
 from rsmoe.stages import require
 from rsmoe.training.content import attach_content_heads, detach_content_heads, with_content_loss
-from rsmoe.training.data import load_examples
+from rsmoe.training.data import load_examples, warn_if_experts_go_untrained
 from rsmoe.training.features import FrozenFeatures
 from rsmoe.training.loop import is_main_process, run_training
 from rsmoe.training.concepts import fit_concept_heads
@@ -28,6 +28,7 @@ def run(params: Params) -> dict:
     model.set_stage(mode)
     print(model.summary())
     examples = load_examples(params.paths.prepared, "train", params.model.experts, params.train.qa_per_image)
+    warn_if_experts_go_untrained(examples, params.model.experts)
     features = FrozenFeatures(model, params.paths.features)
     if mode == "stage2":
         features.freeze_vlm()
