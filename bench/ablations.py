@@ -28,6 +28,7 @@ import datetime
 import json
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -115,6 +116,12 @@ def table(summary: dict, baselines: dict | None) -> str:
     return "\n".join(lines)
 
 
+def _commit() -> str | None:
+    """The code a run measured (runs resume across sessions; a table mixing commits says so)."""
+    r = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    return r.stdout.strip() or None
+
+
 def _precision(base: dict) -> str:
     """The precision the training stages will pick here (what `train.mixed_precision` resolves to)."""
     from rsmoe.training.loop import resolve_precision
@@ -165,7 +172,7 @@ def main() -> None:
                 print(f"[{name} seed {seed}] -S {' -S '.join(CONFIGS[name]) or '(defaults)'}", flush=True)
                 work = scratch / f"{name}-s{seed}"
                 point = run_point(base, 1, seed, work, CONFIGS[name])
-                runs.append({"config": name, **point})
+                runs.append({"config": name, **point, "commit": _commit()})
                 ev = json.loads((work / "metrics" / "evaluate.json").read_text())
                 baselines = {k: {**{m: round(v, 2) for m, v in row.items() if isinstance(v, (int, float))}}
                              for k, row in ev["baselines"].items()}
