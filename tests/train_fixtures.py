@@ -62,8 +62,8 @@ def add_test_split(prepared: Path) -> Path:
 
 def tiny_params(root: Path, **sections) -> Params:
     """Params for the tiny preset with every path under root; `sections` override (merged)."""
-    data = {
-        "paths": {"raw": str(root / "raw"), "prepared": str(root / "prepared"), "models": str(root / "models"),
+    data = {  # every path: one left out is relative to the cwd, the repo (a test once wrote the workspace's validate report)
+        "paths": {"raw": str(root / "raw"), "validated": str(root / "validated"), "prepared": str(root / "prepared"), "models": str(root / "models"),
                   "metrics": str(root / "metrics"), "checkpoints": str(root / "checkpoints"),
                   "reports": str(root / "reports"), "onnx": str(root / "onnx"),
                   "features": str(root / "features"),
