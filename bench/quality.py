@@ -102,6 +102,8 @@ def run_point(base: dict, scale: float, seed: int, work: Path, sets: list[str] =
         "concept_heads": ev.get("concept_heads"),  # what the concept tokens told the LLM
         "vqa_average": round(ev["vqa"]["average"], 2) if ev.get("vqa") else None,
         "vqa_majority_average": round(ev["vqa"]["baseline"]["average"], 2) if ev.get("vqa") else None,
+        "vqa_per_type": {t: round(row["accuracy"], 2) for t, row in ev["vqa"]["per_type"].items()}
+        if ev.get("vqa") else None,
         "blind_CIDEr": round(base_rows["blind"]["CIDEr"], 2) if "blind" in base_rows else None,
         "best_baseline": best, "best_baseline_CIDEr": round(base_rows[best]["CIDEr"], 2),
         # sets without object annotations (Karpathy / folder) have no oracle and no scene_caption row
