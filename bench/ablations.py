@@ -49,6 +49,8 @@ CONFIGS = {  # name -> the `-S` settings (paper table); every expert segment has
     # ours: one train-split QA pair per crop as an extra example (routed to its type's expert), the
     # step budgets doubled so that the captions get as many steps as in the default
     "qa-1": ["train.qa_per_image=1", "stage1.max_steps=160", "stage2.max_steps=80"],
+    # ours: the train images' concept tokens from heads fitted on the other 5 folds of source scenes
+    "oof-5": ["train.concept_folds=5"],
 }
 PAPER_CIDER = {"default": 158.36, "experts-1": 93.51, "one-stage": 98.21}  # paper Tables V / VII (7B, RSIEval)
 # higher is better for all of these but length_gap, hallucination_rate and miss_rate

@@ -144,6 +144,10 @@ class TrainParams(Section):
     # RSIEval-format QA pairs of each train image trained on as examples of their own (RSGPT /
     # GeoChat style instruction tuning); 0 keeps the paper's zero-shot VQA
     qa_per_image: int = Field(0, ge=0)
+    # concept tokens (small preset) of the train images from heads fitted on the other folds of
+    # source scenes, so that training shows the LLM tokens as often wrong as at test
+    # (rsmoe.training.concepts.out_of_fold_concepts); 0: the heads' own (right on every train image)
+    concept_folds: int = Field(0, ge=0)
     # weight of the content loss (rsmoe/training/content.py) where the image path trains: linear
     # read-outs of the query outputs predict the crop's scene type and object counts from its
     # annotations (training only; nothing is added to the saved model); 0: off, the paper's loss

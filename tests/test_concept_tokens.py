@@ -14,8 +14,8 @@ from rsmoe.model.checkpoint import ModelFolderError
 from rsmoe.model.presets import OBJECT_NAME_TOKENS
 from rsmoe.stages import propagate, stage1, stage2
 from rsmoe.training.concepts import (concept_accuracy, fit_concept_heads, object_classes, object_name,
-                                     phrase_embeddings, predict_concepts, presence_errors, scene_types,
-                                     with_concepts)
+                                     out_of_fold_concepts, phrase_embeddings, predict_concepts, presence_errors,
+                                     scene_types, source_scene, with_concepts, with_concepts_of)
 from rsmoe.training.data import Example, load_examples
 from rsmoe.training.features import FrozenFeatures
 from train_fixtures import make_prepared, tiny_params
@@ -192,3 +192,47 @@ def test_stages_fit_the_heads_and_carry_them_to_stage2(prepared, tmp_path, strat
                       stage1={"max_steps": 1})
     assert "concept_heads" not in stage1.run(off)
     assert not RSMoE.from_pretrained(off.paths.models / "stage1").preset.qformer.has_scene_tokens
+
+
+def test_out_of_fold_tokens_come_from_heads_that_never_saw_the_scene(fitted):
+    """8 crops of 8 scenes, airport and harbour alternately: with 2 folds by scene name each fold
+    holds one scene type and its heads were fitted on the other, so every out-of-fold scene token
+    names the wrong type (0 %) where the model's own heads are right on all 8."""
+    model, features, examples, summary = fitted
+    own = {k: v.detach().clone() for k, v in model.vlm.state_dict().items() if k.startswith(("scene_", "object_"))}
+    tokens, oof = out_of_fold_concepts(model, features, examples, folds=2)
+    assert oof["folds"] == 2 and oof["scene"] == {"types": 2, "images": 8, "accuracy": 0.0}
+    assert summary["scene"]["train_accuracy"] == 100.0
+    assert set(oof["objects"]) == {"classes", "images", "hallucinated", "missed"}
+    for k, v in model.vlm.state_dict().items():  # inference keeps the heads fitted on every image
+        if k in own:
+            torch.testing.assert_close(v, own[k])
+    q, g = model.preset.qformer.num_query_tokens, model.preset.qformer.global_tokens
+    n = model.vlm.n_concept_tokens
+    assert n == 3 + 2 * OBJECT_NAME_TOKENS
+    images = [e.image for e in examples[:2]]
+    feats = model.vlm_features(features.image_tokens(images), INSTRUCTIONS[:2])
+    swapped = with_concepts_of(feats, images, tokens, n)
+    assert swapped.shape == feats.shape
+    torch.testing.assert_close(swapped[:, :q + g], feats[:, :q + g])  # queries and global tokens untouched
+    torch.testing.assert_close(swapped[:, q + g:], torch.stack([tokens[p] for p in images]))
+    assert not torch.allclose(swapped[:, q + g:q + g + 3], feats[:, q + g:q + g + 3])  # the scene tokens changed
+    assert with_concepts_of(feats, images, None, n) is feats
+    # the same fold arrangement, each image's tokens: what heads fitted without its fold give it
+    again, _ = out_of_fold_concepts(model, features, examples, folds=2)
+    for p in tokens:
+        torch.testing.assert_close(again[p], tokens[p])  # deterministic
+    assert out_of_fold_concepts(model, features, examples, folds=0) is None
+    with pytest.raises(ValueError, match="train.concept_folds: 9 folds need as many source scenes; .* has 8"):
+        out_of_fold_concepts(model, features, examples, folds=9)
+    assert source_scene(examples[3].image) == "P0003" and source_scene("solo") == "solo"
+
+
+def test_stage1_trains_on_out_of_fold_concept_tokens_and_reports_them(prepared, tmp_path):
+    common = dict(paths={"prepared": str(prepared)}, model={"scene_tokens": 2, "object_tokens": 2},
+                  stage1={"max_steps": 2})
+    s1 = stage1.run(tiny_params(tmp_path / "oof", train={"concept_folds": 4}, **common))
+    base = stage1.run(tiny_params(tmp_path / "own", **common))
+    assert s1["concept_heads_out_of_fold"]["folds"] == 4 and "concept_heads_out_of_fold" not in base
+    assert s1["concept_heads"] == base["concept_heads"]  # the saved heads are the same full fits
+    assert s1["final_loss"] != base["final_loss"]  # what the LLM was shown differs

@@ -102,12 +102,33 @@ class VLMEncoder(nn.Module):
     def scene_logits(self, pooled: torch.Tensor) -> torch.Tensor:
         return pooled.float() @ self.scene_weight.t() + self.scene_bias
 
+    def object_logits(self, pooled: torch.Tensor) -> torch.Tensor:
+        return pooled.float() @ self.object_weight.t() + self.object_bias
+
     def object_slots(self, pooled: torch.Tensor) -> torch.Tensor:
         """(B, 2 D_img) -> (B, slots) class indices: the classes found present (probability > 0.5),
         most likely first; K (the empty slot) where fewer are."""
-        logits = pooled.float() @ self.object_weight.t() + self.object_bias
-        top, idx = logits.topk(self.spec.object_slots, dim=-1)
+        return self.slots_of(self.object_logits(pooled))
+
+    def slots_of(self, object_logits: torch.Tensor) -> torch.Tensor:
+        top, idx = object_logits.topk(self.spec.object_slots, dim=-1)
         return torch.where(top > 0, idx, torch.full_like(idx, len(self.spec.object_classes)))
+
+    def concept_tokens(self, scene_logits: torch.Tensor | None, object_logits: torch.Tensor | None) -> torch.Tensor:
+        """The heads' logits (B, S types), (B, K classes) -> the LLM tokens they give (B, S + O, D_llm),
+        float: the scene-type names' embeddings mixed by the softmax, then each slot's class name."""
+        parts = []
+        if self.spec.has_scene_tokens:  # (B, S) probabilities mix the names' embeddings (S, L, D)
+            parts.append(torch.einsum("bs,sld->bld", scene_logits.softmax(-1), self.scene_phrases.float()))
+        if self.spec.has_object_tokens:  # (B, slots) -> (B, slots, L, D) -> (B, slots * L, D)
+            parts.append(self.object_phrases[self.slots_of(object_logits)].flatten(1, 2).float())
+        return torch.cat(parts, dim=1)
+
+    @property
+    def n_concept_tokens(self) -> int:
+        """How many of F_VLM's last tokens are concept tokens (scene, then object slots)."""
+        return (self.spec.scene_tokens if self.spec.has_scene_tokens else 0) + (
+            self.spec.object_slots * OBJECT_NAME_TOKENS if self.spec.has_object_tokens else 0)
 
     def forward(self, image_tokens: torch.Tensor, input_ids: torch.Tensor,
                 attention_mask: torch.Tensor) -> torch.Tensor:
@@ -128,11 +149,10 @@ class VLMEncoder(nn.Module):
         parts = [feats]
         if self.global_projection is not None:
             parts.append(self.global_projection(pooled).view(batch, -1, feats.shape[-1]))
-        if self.spec.has_scene_tokens:  # (B, S) probabilities mix the names' embeddings (S, L, D)
-            probs = self.scene_logits(pooled).softmax(-1)
-            parts.append(torch.einsum("bs,sld->bld", probs, self.scene_phrases.float()).to(feats.dtype))
-        if self.spec.has_object_tokens:  # (B, slots) -> (B, slots, L, D) -> (B, slots * L, D)
-            parts.append(self.object_phrases[self.object_slots(pooled)].flatten(1, 2).to(feats.dtype))
+        if self.spec.has_scene_tokens or self.spec.has_object_tokens:
+            parts.append(self.concept_tokens(self.scene_logits(pooled) if self.spec.has_scene_tokens else None,
+                                             self.object_logits(pooled) if self.spec.has_object_tokens else None
+                                             ).to(feats.dtype))
         return torch.cat(parts, dim=1)
 
 

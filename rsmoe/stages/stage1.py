@@ -15,7 +15,7 @@ from rsmoe.training.content import attach_content_heads, content_only, detach_co
 from rsmoe.training.data import load_examples
 from rsmoe.training.features import FrozenFeatures
 from rsmoe.training.loop import is_main_process, run_training
-from rsmoe.training.concepts import fit_concept_heads, with_concepts
+from rsmoe.training.concepts import fit_concept_heads, out_of_fold_concepts, with_concepts, with_concepts_of
 from rsmoe.training.stage import digest, preset_from, write_metrics
 
 
@@ -34,6 +34,8 @@ def run(params: Params) -> dict:
     features.warm([e.image for e in examples])
     features.fit_feature_stats([e.image for e in examples])
     concepts = fit_concept_heads(model, features, examples)
+    oof = out_of_fold_concepts(model, features, examples, params.train.concept_folds)
+    train_concepts = oof[0] if oof else None
 
     weight = params.train.content_loss
     heads = attach_content_heads(model, examples, weight, params.train.seed)
@@ -41,6 +43,7 @@ def run(params: Params) -> dict:
     def forward(batch):
         instructions = [e.instruction for e in batch]
         feats = model.vlm_features(features.image_tokens([e.image for e in batch]), instructions)
+        feats = with_concepts_of(feats, [e.image for e in batch], train_concepts, model.vlm.n_concept_tokens)
         out = model.forward_stage1([e.caption for e in batch], vlm_features=feats, instructions=instructions)
         return with_content_loss(out, heads, weight, feats, batch)
 
@@ -67,6 +70,8 @@ def run(params: Params) -> dict:
     summary["encoded_images"] = features.encoded_images
     if concepts:
         summary["concept_heads"] = concepts
+    if oof:
+        summary["concept_heads_out_of_fold"] = oof[1]
     if warmed:
         summary["content_warmup"] = {k: warmed[k] for k in ("steps", "first_loss", "final_loss")}
     summary = write_metrics(params, "stage1", summary)

@@ -16,7 +16,7 @@ from rsmoe.training.content import attach_content_heads, detach_content_heads, w
 from rsmoe.training.data import load_examples, warn_if_experts_go_untrained
 from rsmoe.training.features import FrozenFeatures
 from rsmoe.training.loop import is_main_process, run_training
-from rsmoe.training.concepts import fit_concept_heads
+from rsmoe.training.concepts import fit_concept_heads, out_of_fold_concepts, with_concepts_of
 from rsmoe.training.stage import digest, load_model, write_metrics
 
 
@@ -37,6 +37,8 @@ def run(params: Params) -> dict:
     if mode == "one-stage":  # the VLM encoder trains here, so its input statistics and concept heads are set here
         features.fit_feature_stats([e.image for e in examples])
         concepts = fit_concept_heads(model, features, examples)
+    oof = out_of_fold_concepts(model, features, examples, params.train.concept_folds)
+    train_concepts = oof[0] if oof else None
 
     weight = params.train.content_loss
     heads = attach_content_heads(model, examples, weight, params.train.seed) if mode == "one-stage" else None
@@ -44,6 +46,7 @@ def run(params: Params) -> dict:
     def forward(batch):
         instructions = [e.instruction for e in batch]
         feats = features.vlm_features([e.image for e in batch], instructions)
+        feats = with_concepts_of(feats, [e.image for e in batch], train_concepts, model.vlm.n_concept_tokens)
         out = model.forward_experts([e.segments for e in batch], vlm_features=feats, instructions=instructions,
                                     prompts=[e.prompt for e in batch])
         return with_content_loss(out, heads, weight, feats, batch)
@@ -58,7 +61,8 @@ def run(params: Params) -> dict:
         return summary
     model.save_pretrained(params.paths.models / "stage2")
     shutil.rmtree(ckpt, ignore_errors=True)
-    summary.update(mode=mode, encoded_images=features.encoded_images, **({"concept_heads": concepts} if concepts else {}))
+    summary.update(mode=mode, encoded_images=features.encoded_images, **({"concept_heads": concepts} if concepts else {}),
+                   **({"concept_heads_out_of_fold": oof[1]} if oof else {}))
     summary = write_metrics(params, "stage2", summary)
     write_card(params.paths.models / "stage2", model_card(params, "stage2", training=summary))
     return summary
