@@ -72,7 +72,10 @@ def run_seed(base: dict, seed: int, split: str, work: Path) -> dict:
         if r.returncode:
             raise SystemExit(f"seed {seed}: {' '.join(cmd[:2])} failed; see {work / (name + '.log')}")
     ev = json.loads((work / "metrics" / "evaluate.json").read_text())
-    scenes = {json.loads(line)["filename"].split("_")[0] for line in (work / "reports" / "predictions.jsonl").open()}
+    from rsmoe.training.concepts import source_scene
+
+    scenes = {source_scene(Path(json.loads(line)["filename"]))
+              for line in (work / "reports" / "predictions.jsonl").open()}
     return {"synth_seed": seed, "split": split, "scenes": len(scenes), **_scores(ev),
             "wall_minutes": round((time.perf_counter() - t0) / 60, 2)}
 

@@ -218,7 +218,7 @@ def test_out_of_fold_tokens_come_from_heads_that_never_saw_the_scene(fitted):
     torch.testing.assert_close(swapped[:, q + g:], torch.stack([tokens[p] for p in images]))
     assert not torch.allclose(swapped[:, q + g:q + g + 3], feats[:, q + g:q + g + 3])  # the scene tokens changed
     assert with_concepts_of(feats, images, None, n) is feats
-    # the same fold arrangement, each image's tokens: what heads fitted without its fold give it
+    # a second call gives the same tokens (folds by the scene name's rank, L-BFGS from zeros)
     again, _ = out_of_fold_concepts(model, features, examples, folds=2)
     for p in tokens:
         torch.testing.assert_close(again[p], tokens[p])  # deterministic
