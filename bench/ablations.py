@@ -49,6 +49,9 @@ CONFIGS = {  # name -> the `-S` settings (paper table); every expert segment has
     # ours: one train-split QA pair per crop as an extra example (routed to its type's expert), the
     # step budgets doubled so that the captions get as many steps as in the default
     "qa-1": ["train.qa_per_image=1", "stage1.max_steps=160", "stage2.max_steps=80"],
+    # ours: two train-split QA pairs per crop in Stage II only (Stage I as the default), Stage II's
+    # steps tripled so that its captions get the default's 160 examples
+    "qa-s2": ["stage2.qa_per_image=2", "stage2.max_steps=120"],
     # ours: the train images' concept tokens from heads fitted on the other 5 folds of source scenes
     "oof-5": ["train.concept_folds=5"],
 }

@@ -167,6 +167,7 @@ class StageTrainParams(Section):
     epochs: float = Field(5, gt=0)  # the paper trains 5 epochs
     max_steps: int | None = Field(None, ge=1)  # stop after this many optimiser steps (quick runs)
     lr: float | None = Field(None, gt=0)  # this stage's lr (its LoRA and router); null: train.lr
+    qa_per_image: int | None = Field(None, ge=0)  # this stage's QA pairs per crop; null: train.qa_per_image
 
 
 class KarpathySet(Section):

@@ -70,6 +70,21 @@ def test_empty_segment_is_masked(tiny, pixels):
         tiny.forward_experts([{"theme": " ", "objects": "", "relations": ""}], image_tokens=tokens[:1])
 
 
+def test_qa_rows_are_a_loss_group_of_their_own(tiny, pixels):
+    """A QA answer is two or three tokens; in its expert's token mean beside caption segments it
+    would weigh ~1/20 of them. Its rows form `<expert>_qa`, and the loss is the mean of the groups."""
+    tokens = tiny.image_tokens(pixels)
+    qa = {"objects": "Yes."}
+    out = tiny.forward_experts([SEGMENTS[0], qa], image_tokens=tokens, prompts=[None, "Is there a plane?"])
+    assert set(out.losses) == {"theme", "objects", "relations", "objects_qa"}
+    assert out.loss.item() == pytest.approx(torch.stack(list(out.losses.values())).mean().item())
+    alone = tiny.forward_experts([qa], image_tokens=tokens[1:], prompts=["Is there a plane?"])
+    assert set(alone.losses) == {"objects_qa"}
+    assert alone.losses["objects_qa"].item() == pytest.approx(out.losses["objects_qa"].item(), abs=1e-5)
+    caption_only = tiny.forward_experts([SEGMENTS[0]], image_tokens=tokens[:1])
+    assert out.losses["objects"].item() == pytest.approx(caption_only.losses["objects"].item(), abs=1e-5)
+
+
 @pytest.mark.parametrize("mode", ["stage1", "stage2", "one-stage"])
 def test_gradients_reach_exactly_the_trainable_parts(tiny, pixels, mode):
     tiny.set_stage(mode)

@@ -65,3 +65,13 @@ def test_one_sentence_references_with_several_experts_are_warned_about(prepared,
         assert warn_if_experts_go_untrained(short, 3) == 1
     assert "only 1 of the 3 experts" in caplog.text and "model.experts: 1" in caplog.text
     assert warn_if_experts_go_untrained(short, 1) is None
+
+
+def test_a_stage_may_set_its_own_qa_pairs():
+    from rsmoe.params import Params
+    from rsmoe.training.data import qa_pairs
+
+    p = Params.model_validate({"train": {"qa_per_image": 1}, "stage2": {"qa_per_image": 3}})
+    assert qa_pairs(p, p.stage1) == 1  # null: train.qa_per_image
+    assert qa_pairs(p, p.stage2) == 3
+    assert qa_pairs(p, Params.model_validate({"stage2": {"qa_per_image": 0}, "train": {"qa_per_image": 2}}).stage2) == 0

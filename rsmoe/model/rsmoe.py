@@ -45,12 +45,17 @@ class Row:
     _: KW_ONLY
     router: bool  # the router's prompts go before the image (Stage II experts), or not (Stage I)
     target: str | None = None
+    qa: bool = False  # a QA pair's answer: its loss is a group of its own (`RSMoE._loss`)
+
+    @property
+    def group(self) -> str:
+        return f"{self.adapter}_qa" if self.qa else self.adapter
 
 
 @dataclass
 class ModelOutput:
-    loss: torch.Tensor  # mean over the adapters present of their token-mean cross-entropy
-    losses: dict[str, torch.Tensor] = field(default_factory=dict)  # per adapter (expert)
+    loss: torch.Tensor  # mean over the groups present of their token-mean cross-entropy
+    losses: dict[str, torch.Tensor] = field(default_factory=dict)  # per adapter (expert); `<adapter>_qa`: its QA rows
     tokens: dict[str, int] = field(default_factory=dict)  # target tokens per adapter
 
 
@@ -184,7 +189,8 @@ class RSMoE(nn.Module):
         if vlm_features is None:
             vlm_features = self.vlm_features(image_tokens, instructions)
         # expert-major: each expert's rows are contiguous, so its LoRA update is one slice
-        rows = [Row(b, e, prompts[b] or EXPERT_INSTRUCTIONS[e], instructions[b], router=True, target=seg[e].strip())
+        rows = [Row(b, e, prompts[b] or EXPERT_INSTRUCTIONS[e], instructions[b], router=True, target=seg[e].strip(),
+                    qa=prompts[b] is not None)
                 for e in self.experts for b, seg in enumerate(segments) if seg.get(e, "").strip()]
         if not rows:
             raise ValueError("no expert has a non-empty segment in this batch")
@@ -209,12 +215,14 @@ class RSMoE(nn.Module):
         row_of = keep.nonzero()[:, 0]
         row_sum = torch.zeros(len(rows), device=ce.device).index_add(0, row_of, ce)
         row_n = keep.sum(1)
+        # One token-mean per group: an adapter's caption rows, and apart from them its QA rows, whose
+        # two-token answers ("Yes.") would otherwise weigh ~1/20 of a caption segment's tokens.
         losses, tokens = {}, {}
-        for adapter in dict.fromkeys(r.adapter for r in rows):
-            idx = torch.tensor([i for i, r in enumerate(rows) if r.adapter == adapter], device=ce.device)
+        for group in dict.fromkeys(r.group for r in rows):
+            idx = torch.tensor([i for i, r in enumerate(rows) if r.group == group], device=ce.device)
             n = int(row_n[idx].sum())
-            losses[adapter] = row_sum[idx].sum() / max(n, 1)
-            tokens[adapter] = n
+            losses[group] = row_sum[idx].sum() / max(n, 1)
+            tokens[group] = n
         return ModelOutput(torch.stack(list(losses.values())).mean(), losses, tokens)
 
     # ------------------------------------------------------------------ sequences

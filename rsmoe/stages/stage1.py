@@ -12,7 +12,7 @@ from rsmoe.evaluation.card import model_card, write_card
 from rsmoe.model import RSMoE
 from rsmoe.params import Params, StageTrainParams
 from rsmoe.training.content import attach_content_heads, content_only, detach_content_heads, with_content_loss
-from rsmoe.training.data import load_examples
+from rsmoe.training.data import load_examples, qa_pairs
 from rsmoe.training.features import FrozenFeatures
 from rsmoe.training.loop import is_main_process, run_training
 from rsmoe.training.concepts import fit_concept_heads, out_of_fold_concepts, with_concepts, with_concepts_of
@@ -20,7 +20,7 @@ from rsmoe.training.stage import digest, preset_from, write_metrics
 
 
 def run(params: Params) -> dict:
-    examples = load_examples(params.paths.prepared, "train", params.model.experts, params.train.qa_per_image)
+    examples = load_examples(params.paths.prepared, "train", params.model.experts, qa_pairs(params, params.stage1))
     model = RSMoE(with_concepts(preset_from(params), examples), cache=params.paths.cache)
     out = params.paths.models / "stage1"
     if params.train.strategy == "one-stage":  # stage2 fits the feature stats and the concept heads
@@ -49,7 +49,7 @@ def run(params: Params) -> dict:
 
     ckpt = params.paths.checkpoints / "stage1"
     key = digest("stage1", params.model, params.train, params.stage1, params.paths.prepared / "captions.json",
-                 *([params.paths.prepared / "qa.json"] if params.train.qa_per_image else []))
+                 *([params.paths.prepared / "qa.json"] if qa_pairs(params, params.stage1) else []))
     warmed = None
     if heads is not None and params.train.content_warmup_epochs > 0:  # the image path first learns what crops show
         model.set_stage("image-path")

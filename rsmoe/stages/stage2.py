@@ -13,7 +13,7 @@ from rsmoe.evaluation.card import model_card, write_card
 from rsmoe.params import Params
 from rsmoe.stages import require
 from rsmoe.training.content import attach_content_heads, detach_content_heads, with_content_loss
-from rsmoe.training.data import load_examples, warn_if_experts_go_untrained
+from rsmoe.training.data import load_examples, qa_pairs, warn_if_experts_go_untrained
 from rsmoe.training.features import FrozenFeatures
 from rsmoe.training.loop import is_main_process, run_training
 from rsmoe.training.concepts import fit_concept_heads, out_of_fold_concepts, with_concepts_of
@@ -27,7 +27,7 @@ def run(params: Params) -> dict:
     mode = "stage2" if params.train.strategy == "two-stage" else "one-stage"
     model.set_stage(mode)
     print(model.summary())
-    examples = load_examples(params.paths.prepared, "train", params.model.experts, params.train.qa_per_image)
+    examples = load_examples(params.paths.prepared, "train", params.model.experts, qa_pairs(params, params.stage2))
     warn_if_experts_go_untrained(examples, params.model.experts)
     features = FrozenFeatures(model, params.paths.features)
     if mode == "stage2":
@@ -53,7 +53,7 @@ def run(params: Params) -> dict:
 
     ckpt = params.paths.checkpoints / "stage2"
     key = digest("stage2", params.model, params.train, params.stage2, params.paths.prepared / "captions.json", src,
-                 *([params.paths.prepared / "qa.json"] if params.train.qa_per_image else []))
+                 *([params.paths.prepared / "qa.json"] if qa_pairs(params, params.stage2) else []))
     summary = run_training(model, examples, forward, train=params.train, stage=params.stage2,
                            checkpoint_dir=ckpt, run_key=key, name="stage2")
     detach_content_heads(model)  # training only: not part of the saved model

@@ -71,6 +71,12 @@ def warn_if_experts_go_untrained(examples: list[Example], n_experts: int) -> flo
     return median
 
 
+def qa_pairs(params, stage) -> int:
+    """QA pairs per train crop in a stage (`stage1` / `stage2` section): its own `qa_per_image`,
+    else `train.qa_per_image`."""
+    return stage.qa_per_image if stage.qa_per_image is not None else params.train.qa_per_image
+
+
 def _content(record: dict) -> dict | None:
     if "objects" not in record:
         return None
