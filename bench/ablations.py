@@ -13,9 +13,11 @@ workspace is never touched. Results are written after every run and a rerun skip
 (configuration, seed) pairs already in the output file, so a cut run resumes; `--import` adds
 runs of the default configuration measured by bench/quality.py (same harness, same params).
 
-Runs are grouped by training precision: bf16 autocast where the CPU has AVX512-BF16, fp32
-elsewhere (2.5x slower: a run then takes ~22 min, not ~9); a seed follows another trajectory in
-each, so a configuration is compared only with the default of the same precision.
+Runs are grouped by training precision and kernels: bf16 autocast where the CPU has AVX512-BF16,
+fp32 elsewhere (2.5x slower: a run then takes ~22 min, not ~9), and bf16 on AMX tiles apart from
+bf16 on AVX512-BF16 alone (their sums round differently); a seed follows another trajectory in
+each, so a configuration is compared only with the default of the same group. Runs written before
+the harness recorded the kernels form a group of their own ("bf16").
 
 At this scale (5 training minutes, 44 val crops) one seed's score moves by as much as some of the
 differences the paper reports, so an ordering is called reproduced only when it holds for every
@@ -36,7 +38,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from quality import ROOT, run_point  # noqa: E402  (bench/ is not a package)
+from quality import ROOT, run_kernels, run_point  # noqa: E402  (bench/ is not a package)
 
 CONFIGS = {  # name -> the `-S` settings (paper table); every expert segment has the same room per aspect
     "default": [],                                          # N = 3, two-stage
@@ -64,11 +66,17 @@ COMPARED = ["BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "CIDEr-nolen", "theme_accura
             "count_accuracy", "hallucination_rate"]
 
 
-def _group(r: dict) -> str:
-    """Runs compare only within one training precision (bf16 autocast where the CPU has
-    AVX512-BF16, fp32 elsewhere: the same seed follows another trajectory in each)."""
+def _kernels(r: dict) -> str:
+    """A run's precision and kernels: "fp32", "bf16/amx", "bf16/avx512_bf16" (runs written before
+    the harness recorded kernels carry what the session notes say of their machine)."""
     p = r.get("precision") or "?"
-    return f"{r['config']} [{'fp32' if p == 'no' else p}]"
+    return "fp32" if p == "no" else f"{p}/{r['kernels']}" if r.get("kernels") else p
+
+
+def _group(r: dict) -> str:
+    """Runs compare only within one precision and one set of bf16 kernels (fp32; bf16 autocast on
+    AMX tiles; bf16 on AVX512-BF16 without AMX): the same seed follows another trajectory in each."""
+    return f"{r['config']} [{_kernels(r)}]"
 
 
 def summarise(runs: list[dict]) -> dict:
@@ -89,9 +97,9 @@ def orderings(runs: list[dict]) -> dict:
     """For each configuration against the default of the same precision: on which keys the
     default is better for every seed both ran, on which the configuration is, and on which the
     seeds disagree."""
-    by = {(r["config"], r["seed"], r.get("precision")): r for r in runs}
+    by = {(r["config"], r["seed"], _kernels(r)): r for r in runs}
     out = {}
-    for name, prec in dict.fromkeys((r["config"], r.get("precision")) for r in runs if r["config"] != "default"):
+    for name, prec in dict.fromkeys((r["config"], _kernels(r)) for r in runs if r["config"] != "default"):
         seeds = sorted(s for (c, s, p) in by if c == name and p == prec and ("default", s, prec) in by)
         if not seeds:
             continue
@@ -104,7 +112,7 @@ def orderings(runs: list[dict]) -> dict:
             other = [(a > b) if k in LOWER_IS_BETTER else (a < b) for a, b in pairs]
             verdict[k] = "default better on every seed" if all(sign) else (
                 f"{name} better on every seed" if all(other) else "seeds disagree")
-        label = f"default (N = 3, two-stage) vs {name} [{'fp32' if prec == 'no' else prec}]"
+        label = f"default (N = 3, two-stage) vs {name} [{prec}]"
         out[label] = {"seeds": seeds, "per_key": verdict, "one_seed_only": len(seeds) < 2}
     return out
 
@@ -171,12 +179,14 @@ def main() -> None:
         tmp.replace(out)
 
     precision = _precision(base)
+    here = _kernels({"precision": precision, "kernels": run_kernels(precision)})
+    print(f"training precision here: {here}", flush=True)
     scratch = Path(tempfile.mkdtemp(prefix="rsmoe-ablations-"))
     try:
         for seed in args.seeds:
             for name in args.configs:
-                if any(r["config"] == name and r["seed"] == seed and r.get("precision") == precision for r in runs):
-                    continue  # done on a machine of the same precision (a cut run resumes here)
+                if any(r["config"] == name and r["seed"] == seed and _kernels(r) == here for r in runs):
+                    continue  # done on a machine of the same kernels (a cut run resumes here)
                 print(f"[{name} seed {seed}] -S {' -S '.join(CONFIGS[name]) or '(defaults)'}", flush=True)
                 work = scratch / f"{name}-s{seed}"
                 point = run_point(base, 1, seed, work, CONFIGS[name])

@@ -73,6 +73,18 @@ def train_seconds(metrics: Path, name: str) -> float:
         return sum(float(row["step_s"]) for row in csv.DictReader(f))
 
 
+def run_kernels(precision: str | None) -> str:
+    """The matmul kernels a run's training used: "fp32", or bf16 on "amx" / "avx512_bf16" (a
+    seed's trajectory differs between these), or "cuda"."""
+    import torch
+
+    from rsmoe.training.loop import bf16_kernels
+
+    if precision in (None, "no"):
+        return "fp32"
+    return "cuda" if torch.cuda.is_available() else bf16_kernels()
+
+
 def run_point(base: dict, scale: float, seed: int, work: Path, sets: list[str] = ()) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     params = point_params(base, scale, seed, work, sets)
@@ -96,6 +108,8 @@ def run_point(base: dict, scale: float, seed: int, work: Path, sets: list[str] =
         "train_minutes": round((train_seconds(metrics, "stage1") + train_seconds(metrics, "stage2")) / 60, 2),
         "wall_minutes": round((time.perf_counter() - t0) / 60, 2),
         "precision": s2.get("precision"), "set": list(sets),
+        # bf16 on AMX and on AVX512-BF16 rounds differently: a seed is another trajectory on each
+        "kernels": run_kernels(s2.get("precision")),
         "stage1_final_loss": s1.get("final_loss"), "stage2_final_loss": s2.get("final_loss"),
         # theme_accuracy is None on sets without scene types (Karpathy / folder sets)
         **{k: None if ev["captions"].get(k) is None else round(ev["captions"][k], 2) for k in KEYS + ["BLEU-1", "ROUGE-L"]},

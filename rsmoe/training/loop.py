@@ -51,6 +51,17 @@ def cpu_has_native_bf16() -> bool:
     return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
 
 
+def bf16_kernels() -> str:
+    """Which bf16 matmul kernels this CPU runs ("amx", "avx512_bf16" or "emulated"). oneDNN picks
+    AMX tiles where they exist, and their sums round differently from AVX512-BF16's, so the same
+    seed follows another trajectory on each: benchmarks record this beside the precision."""
+    if getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)():
+        return "amx"
+    if getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)():
+        return "avx512_bf16"
+    return "emulated"
+
+
 def resolve_precision(setting: str, gpu: bool) -> str:
     """`train.mixed_precision` as accelerate takes it: "auto" is bf16 on a GPU and on a CPU with
     native bf16, fp32 ("no") elsewhere; "no" and "bf16" are kept as written."""
