@@ -184,6 +184,25 @@ def test_scores_markdown_puts_every_score_beside_its_baselines(tmp_path, capsys)
     assert "hallucination rate 77.0 %" in text
 
 
+def test_scores_says_grounding_is_not_available_without_object_annotations(tmp_path, capsys):
+    """A folder or Karpathy set has no object annotations: grounding aggregates 0 images and its
+    rates are None, which must not print as "0.0 %" (a perfect hallucination rate)."""
+    from rsmoe.cli import main
+    from rsmoe.evaluation.grounding import aggregate
+
+    path = _metrics_file(tmp_path)
+    m = json.loads(path.read_text())
+    path.write_text(json.dumps({**m, "grounding": aggregate([])}))
+    assert main(["scores", str(path)]) == 0
+    text = capsys.readouterr().out
+    assert "Grounding: not available" in text and "0.0 %" not in text
+    # annotated images whose captions count nothing: the count rate has no denominator
+    path.write_text(json.dumps({**m, "grounding": {"images": 3, "count_accuracy": None,
+                                                   "hallucination_rate": 10.0, "miss_rate": 50.0}}))
+    assert main(["scores", str(path)]) == 0
+    assert "exact-count accuracy n/a, hallucination rate 10.0 %, miss rate 50.0 %." in capsys.readouterr().out
+
+
 def test_scores_command_names_a_missing_metrics_file(tmp_path, capsys):
     from rsmoe.cli import main
 

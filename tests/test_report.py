@@ -237,6 +237,10 @@ def test_empty_sections_say_so(tmp_path):
     html = write_report(tmp_path / "r.html", ReportData("tiny", ["caption"], "joint", "2025-11-24")).read_text()
     for text in ("no caption scores", "no questions in this split", "no DOTA annotations", "no training steps"):
         assert text in html
+    # a set without object annotations aggregates grounding over 0 images: no table of empty rates
+    html = write_report(tmp_path / "r.html", ReportData("tiny", ["caption"], "joint", "2025-11-24",
+                                                        grounding=aggregate([]))).read_text()
+    assert "no DOTA annotations" in html
     with pytest.raises(FileNotFoundError, match="sample 'gone'.*not found"):
         write_report(tmp_path / "r.html", ReportData("tiny", ["caption"], "joint", "d", samples=[
             Sample("gone", "", "", image=tmp_path / "missing.png")]))

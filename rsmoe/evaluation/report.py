@@ -400,7 +400,8 @@ def report_html(data: ReportData) -> str:
         scores=_scores(data.scores, data.baselines, data.margins) if data.scores else None,
         aspects=_aspects(data.aspects) if data.aspects else None,
         vqa=_vqa(data.vqa) if data.vqa else None,
-        grounding=_grounding(data.grounding) if data.grounding else None,
+        # an aggregate over 0 images: a set without object annotations (folder, Karpathy)
+        grounding=_grounding(data.grounding) if data.grounding and data.grounding.get("images", 1) else None,
         plot=_data_uri(png) if png else None,
         legend_labels=[*ASPECT_COLOURS, *sorted(used - set(ASPECT_COLOURS))],
         mark_legend=[(k, text) for k, (_, text) in MARK_STYLES.items()],

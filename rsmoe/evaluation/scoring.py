@@ -115,8 +115,13 @@ def scores_markdown(m: Mapping[str, Any]) -> str:
         out += [f"| **average over types** | {pct(v.get('average'))} | {pct(vb.get('average'))} | |",
                 f"| overall | {pct(v.get('overall'))} | {pct(vb.get('overall'))} | {v.get('n', '')} |"]
     g = m.get("grounding") or {}
-    if g:
-        out += ["", f"Grounding: exact-count accuracy {g.get('count_accuracy') or 0:.1f} %, "
-                    f"hallucination rate {g.get('hallucination_rate') or 0:.1f} %, miss rate {g.get('miss_rate') or 0:.1f} %."]
+    if g and not g.get("images", 1):  # a folder or Karpathy set: no object annotations to check against
+        out += ["", "Grounding: not available (these images have no object annotations to check captions against)."]
+    elif g:
+        def rate(k: str) -> str:
+            return "n/a" if g.get(k) is None else f"{g[k]:.1f} %"  # None: nothing to count (no denominator)
+
+        out += ["", f"Grounding: exact-count accuracy {rate('count_accuracy')}, "
+                    f"hallucination rate {rate('hallucination_rate')}, miss rate {rate('miss_rate')}."]
     out += ["", "Report: `reports/report.html` (`dvc metrics show` for every number)."]
     return "\n".join(out)
