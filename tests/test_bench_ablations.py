@@ -1,0 +1,54 @@
+"""bench/ablations.py's verdicts decide what the README says about the paper's orderings: a
+configuration is compared only with the default run on the same kernels (fp32, bf16 on AMX, bf16
+on AVX512-BF16 alone), paired by seed, and an ordering is called only when every seed agrees."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+@pytest.fixture(scope="module")
+def ablations():
+    sys.path.insert(0, str(BENCH))  # bench/ is not a package: ablations imports quality by name
+    try:
+        spec = importlib.util.spec_from_file_location("bench_ablations", BENCH / "ablations.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        yield mod
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+def run(config, seed, cider, precision="bf16", kernels="avx512_bf16", **more):
+    return {"config": config, "seed": seed, "precision": precision, "kernels": kernels, "CIDEr": cider, **more}
+
+
+def test_runs_on_other_kernels_are_other_groups(ablations):
+    runs = [run("default", 0, 60.0, kernels="amx"), run("default", 1, 70.0, kernels="amx"),
+            run("default", 0, 50.0), run("default", 0, 40.0, precision="no", kernels="fp32"),
+            {"config": "default", "seed": 2, "precision": "bf16", "CIDEr": 65.0}]  # written before kernels
+    summary = ablations.summarise(runs)
+    assert list(summary) == ["default [bf16/amx]", "default [bf16/avx512_bf16]", "default [fp32]", "default [bf16]"]
+    assert summary["default [bf16/amx]"]["CIDEr"] == {"mean": 65.0, "std": 7.07}
+    assert summary["default [bf16/avx512_bf16]"]["CIDEr"] == {"mean": 50.0, "std": None}
+
+
+def test_an_ordering_holds_only_when_every_seed_of_the_same_kernels_agrees(ablations):
+    runs = [run("default", 0, 60.0), run("default", 1, 70.0), run("default", 2, 65.0),
+            run("experts-2", 0, 50.0, **{"BLEU-4": 30.0}), run("experts-2", 1, 72.0, **{"BLEU-4": 30.0}),
+            run("experts-2", 2, 55.0, **{"BLEU-4": 30.0}),
+            # an AMX experts-4 run has no AMX default to pair with: no verdict, not a comparison
+            # with the AVX512-BF16 default of the same seed
+            run("experts-4", 0, 10.0, kernels="amx")]
+    for r, bleu in zip(runs[:3], (33.0, 34.0, 31.0)):
+        r["BLEU-4"] = bleu
+    o = ablations.orderings(runs)
+    assert list(o) == ["default (N = 3, two-stage) vs experts-2 [bf16/avx512_bf16]"]
+    v = o["default (N = 3, two-stage) vs experts-2 [bf16/avx512_bf16]"]
+    assert v["seeds"] == [0, 1, 2] and not v["one_seed_only"]
+    assert v["per_key"] == {"CIDEr": "seeds disagree", "BLEU-4": "default better on every seed"}
