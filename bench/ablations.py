@@ -67,8 +67,8 @@ COMPARED = ["BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "CIDEr-nolen", "theme_accura
 
 
 def _kernels(r: dict) -> str:
-    """A run's precision and kernels: "fp32", "bf16/amx", "bf16/avx512_bf16" (runs written before
-    the harness recorded kernels carry what the session notes say of their machine)."""
+    """A run's precision and kernels: "fp32", "bf16/amx", "bf16/avx512_bf16"; "bf16" alone for runs
+    written before the harness recorded the kernels."""
     p = r.get("precision") or "?"
     return "fp32" if p == "no" else f"{p}/{r['kernels']}" if r.get("kernels") else p
 
@@ -94,25 +94,25 @@ def summarise(runs: list[dict]) -> dict:
 
 
 def orderings(runs: list[dict]) -> dict:
-    """For each configuration against the default of the same precision: on which keys the
+    """For each configuration against the default of the same group (`_kernels`): on which keys the
     default is better for every seed both ran, on which the configuration is, and on which the
     seeds disagree."""
     by = {(r["config"], r["seed"], _kernels(r)): r for r in runs}
     out = {}
-    for name, prec in dict.fromkeys((r["config"], _kernels(r)) for r in runs if r["config"] != "default"):
-        seeds = sorted(s for (c, s, p) in by if c == name and p == prec and ("default", s, prec) in by)
+    for name, group in dict.fromkeys((r["config"], _kernels(r)) for r in runs if r["config"] != "default"):
+        seeds = sorted(s for (c, s, g) in by if c == name and g == group and ("default", s, group) in by)
         if not seeds:
             continue
         verdict = {}
         for k in COMPARED:
-            pairs = [(by[("default", s, prec)].get(k), by[(name, s, prec)].get(k)) for s in seeds]
+            pairs = [(by[("default", s, group)].get(k), by[(name, s, group)].get(k)) for s in seeds]
             if any(a is None or b is None for a, b in pairs):
                 continue
             sign = [(a < b) if k in LOWER_IS_BETTER else (a > b) for a, b in pairs]
             other = [(a > b) if k in LOWER_IS_BETTER else (a < b) for a, b in pairs]
             verdict[k] = "default better on every seed" if all(sign) else (
                 f"{name} better on every seed" if all(other) else "seeds disagree")
-        label = f"default (N = 3, two-stage) vs {name} [{prec}]"
+        label = f"default (N = 3, two-stage) vs {name} [{group}]"
         out[label] = {"seeds": seeds, "per_key": verdict, "one_seed_only": len(seeds) < 2}
     return out
 

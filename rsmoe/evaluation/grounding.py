@@ -654,3 +654,10 @@ def aggregate(groundings: Iterable[Grounding | Mapping[str, Any]]) -> dict[str, 
         **total,
         "per_class": {c: per_class[c] for c in sorted(per_class, key=order.__getitem__)},
     }
+
+
+def annotated(totals: Mapping[str, Any] | None) -> bool:
+    """Whether an `aggregate` result covers any image: a set without object annotations (folder,
+    Karpathy) aggregates 0 images, and its rates are None, not 0 %. A result written before
+    `images` was counted is taken as annotated."""
+    return bool(totals) and bool(totals.get("images", 1))

@@ -45,6 +45,7 @@ from markupsafe import Markup
 from PIL import Image
 
 from rsmoe.evaluation.captions import METRICS
+from rsmoe.evaluation.grounding import annotated
 
 # label -> (strong, tint): the tint fills the segment's background, the strong colour underlines
 # it and draws the expert's loss curve. Tints are opaque so a screenshot shows them pixel-exact.
@@ -400,8 +401,7 @@ def report_html(data: ReportData) -> str:
         scores=_scores(data.scores, data.baselines, data.margins) if data.scores else None,
         aspects=_aspects(data.aspects) if data.aspects else None,
         vqa=_vqa(data.vqa) if data.vqa else None,
-        # an aggregate over 0 images: a set without object annotations (folder, Karpathy)
-        grounding=_grounding(data.grounding) if data.grounding and data.grounding.get("images", 1) else None,
+        grounding=_grounding(data.grounding) if annotated(data.grounding) else None,
         plot=_data_uri(png) if png else None,
         legend_labels=[*ASPECT_COLOURS, *sorted(used - set(ASPECT_COLOURS))],
         mark_legend=[(k, text) for k, (_, text) in MARK_STYLES.items()],

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from rsmoe.evaluation import baselines, captions, vqa
+from rsmoe.evaluation import baselines, captions, grounding, vqa
 from rsmoe.evaluation.diagnostics import diagnose
 
 log = logging.getLogger("rsmoe")
@@ -115,7 +115,7 @@ def scores_markdown(m: Mapping[str, Any]) -> str:
         out += [f"| **average over types** | {pct(v.get('average'))} | {pct(vb.get('average'))} | |",
                 f"| overall | {pct(v.get('overall'))} | {pct(vb.get('overall'))} | {v.get('n', '')} |"]
     g = m.get("grounding") or {}
-    if g and not g.get("images", 1):  # a folder or Karpathy set: no object annotations to check against
+    if g and not grounding.annotated(g):  # a folder or Karpathy set: no object annotations to check against
         out += ["", "Grounding: not available (these images have no object annotations to check captions against)."]
     elif g:
         def rate(k: str) -> str:

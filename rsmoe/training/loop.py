@@ -47,8 +47,7 @@ class Plan:
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU multiplies bf16 in hardware (AVX512-BF16 or AMX tiles). Elsewhere torch
     emulates bf16 and autocast would make a step slower, not faster."""
-    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+    return bf16_kernels() != "emulated"
 
 
 def bf16_kernels() -> str:
