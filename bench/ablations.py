@@ -54,6 +54,10 @@ CONFIGS = {  # name -> the `-S` settings (paper table); every expert segment has
     # ours: two train-split QA pairs per crop in Stage II only (Stage I as the default), Stage II's
     # steps tripled so that its captions get the default's 160 examples
     "qa-s2": ["stage2.qa_per_image=2", "stage2.max_steps=120"],
+    # ours: every train-split QA pair of a crop in Stage II as one multi-turn example (one row per
+    # expert, its own questions after one image prefix); Stage II's steps doubled so that its
+    # captions get the default's 160 examples
+    "qa-dialogue": ["stage2.qa_per_image=12", "train.qa_format=dialogue", "stage2.max_steps=80"],
     # ours: the train images' concept tokens from heads fitted on the other 5 folds of source scenes
     "oof-5": ["train.concept_folds=5"],
 }

@@ -144,6 +144,9 @@ class TrainParams(Section):
     # RSIEval-format QA pairs of each train image trained on as examples of their own (RSGPT /
     # GeoChat style instruction tuning); 0 keeps the paper's zero-shot VQA
     qa_per_image: int = Field(0, ge=0)
+    # pair: each QA pair an example (one row, its image prefix paid per question); dialogue: a crop's
+    # pairs one multi-turn example (Stage I: one row; Stage II: one row per expert, its own turns)
+    qa_format: Literal["pair", "dialogue"] = "pair"
     # concept tokens (small preset) of the train images from heads fitted on the other folds of
     # source scenes, so that training shows the LLM tokens as often wrong as at test
     # (rsmoe.training.concepts.out_of_fold_concepts); 0: the heads' own (right on every train image)

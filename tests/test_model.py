@@ -85,6 +85,36 @@ def test_qa_rows_are_a_loss_group_of_their_own(tiny, pixels):
     assert out.losses["objects"].item() == pytest.approx(caption_only.losses["objects"].item(), abs=1e-5)
 
 
+def test_a_dialogue_row_is_its_turns_with_the_loss_on_the_answers(pixels):
+    """`train.qa_format: dialogue`: one row per expert holds that expert's turns of a crop after one
+    image prefix. Causal attention makes its first turn exactly the single-pair row (what `answer`
+    decodes); only answer tokens (+ end of turn) are targets; turns go to their own experts."""
+    from rsmoe.model.rsmoe import IGNORE, Row
+
+    tiny = RSMoE(get_preset("tiny"))
+    _randomise_adapters(tiny, seed=3)
+    tokens = tiny.image_tokens(pixels)
+    feats = tiny.vlm_features(tokens[:1], ["Is there a plane?"])
+    turns = (("Is there a plane?", "Yes."), ("How many planes are there?", "Two."))
+    single = Row(0, "objects", turns[0][0], turns[0][0], router=True, target=turns[0][1], qa=True)
+    dialogue = Row(0, "objects", turns[0][0], turns[0][0], router=True, qa=True, turns=turns)
+    (l1, lab1), (l2, lab2) = (tiny.row_logits(feats, [r]) for r in (single, dialogue))
+    n1 = lab1.shape[1]
+    assert torch.equal(lab2[0, :n1], lab1[0]) and torch.allclose(l2[0, :n1], l1[0], atol=1e-5)
+    answers = tiny.tokenizer(["Yes.", "Two."], add_special_tokens=False).input_ids
+    eos = tiny.tokenizer.eos_token_id
+    assert lab2[lab2 != IGNORE].tolist() == answers[0] + [eos] + answers[1] + [eos]
+
+    d = (("Is there a plane?", "Yes.", "objects"), ("What is the theme of the image?", "Airport.", "theme"),
+         ("How many planes are there?", "Two.", "objects"))
+    out = tiny.forward_experts([SEGMENTS[0], {}], image_tokens=tokens, prompts=[None, d[0][0]], dialogues=[(), d])
+    assert set(out.losses) == {"theme", "objects", "relations", "objects_qa", "theme_qa"}
+    n_ans = lambda texts: sum(len(t) + 1 for t in tiny.tokenizer(texts, add_special_tokens=False).input_ids)
+    assert out.tokens["objects_qa"] == n_ans(["Yes.", "Two."]) and out.tokens["theme_qa"] == n_ans(["Airport."])
+    stage1 = tiny.forward_stage1([CAPTIONS[0], "Yes."], image_tokens=tokens, dialogues=[(), d])
+    assert stage1.tokens["stage1_qa"] == n_ans(["Yes.", "Airport.", "Two."])  # Stage I: every turn in one row
+
+
 @pytest.mark.parametrize("mode", ["stage1", "stage2", "one-stage"])
 def test_gradients_reach_exactly_the_trainable_parts(tiny, pixels, mode):
     tiny.set_stage(mode)

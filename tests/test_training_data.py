@@ -42,6 +42,19 @@ def test_qa_pairs_become_examples_of_the_expert_of_their_type(prepared, n):
         len(a["qa_pairs"]) for a in qa["annotations"])
 
 
+def test_qa_dialogue_is_one_example_per_image_with_the_same_pairs(prepared):
+    """`qa_format="dialogue"`: the pairs `pair` format would take, in the same order, as the
+    turns of one example per image, each turn naming its expert."""
+    out, qa = prepared
+    pairs = [e for e in load_examples(out, "train", 3, qa_per_image=4) if e.prompt is not None]
+    dialogues = [e for e in load_examples(out, "train", 3, qa_per_image=4, qa_format="dialogue")
+                 if e.prompt is not None]
+    assert len(dialogues) == 3 and all(not e.segments for e in dialogues)
+    assert [(e.image.name, q, a, x) for e in dialogues for q, a, x in e.dialogue] == [
+        (e.image.name, e.prompt, e.caption, *e.segments) for e in pairs]
+    assert all((e.instruction, e.prompt, e.caption) == e.dialogue[0][:1] * 2 + e.dialogue[0][1:2] for e in dialogues)
+
+
 def test_missing_qa_file_names_the_fix(prepared):
     out, _ = prepared
     (out / "qa.json").unlink()

@@ -46,6 +46,16 @@ class Row:
     router: bool  # the router's prompts go before the image (Stage II experts), or not (Stage I)
     target: str | None = None
     qa: bool = False  # a QA pair's answer: its loss is a group of its own (`RSMoE._loss`)
+    # a multi-turn QA row: (question, answer) turns after the image prefix, each question in the
+    # prompt template, each answer a target; replaces `prompt` / `target` (`prompt` holds turn 1)
+    turns: tuple[tuple[str, str], ...] = ()
+
+    def pieces(self, template: str) -> list[tuple[str, bool]]:
+        """The row's text after the image prefix as (text, is_target) pieces, in order."""
+        if self.turns:
+            return [x for q, a in self.turns for x in ((template.format(instruction=q), False), (a, True))]
+        return [(template.format(instruction=self.prompt), False)] + ([(self.target, True)] if self.target is not None
+                                                                       else [])
 
     @property
     def group(self) -> str:
@@ -166,32 +176,46 @@ class RSMoE(nn.Module):
     # ------------------------------------------------------------------ training forwards
 
     def forward_stage1(self, captions: Sequence[str], *, image_tokens: torch.Tensor | None = None,
-                       vlm_features: torch.Tensor | None = None,
-                       instructions: Sequence[str] | None = None) -> ModelOutput:
+                       vlm_features: torch.Tensor | None = None, instructions: Sequence[str] | None = None,
+                       dialogues: Sequence[Sequence[tuple[str, str, str]]] | None = None) -> ModelOutput:
         """Stage I: the single LLM (adapter `stage1`) on the full caption, no router. Give the
-        image tokens, or the `vlm_features` already computed from them."""
+        image tokens, or the `vlm_features` already computed from them. `dialogues[b]`, when not
+        empty, replaces caption b by a multi-turn QA row of its (question, answer, expert) turns."""
         instructions = _per_image(instructions, len(captions))
-        rows = [Row(b, STAGE1, instructions[b], instructions[b], router=False, target=c) for b, c in enumerate(captions)]
+        dialogues = list(dialogues) if dialogues is not None else [()] * len(captions)
+        rows = [Row(b, STAGE1, instructions[b], instructions[b], router=False, target=c) if not dialogues[b] else
+                Row(b, STAGE1, dialogues[b][0][0], instructions[b], router=False, qa=True,
+                    turns=tuple((q, a) for q, a, _ in dialogues[b]))
+                for b, c in enumerate(captions)]
         if vlm_features is None:
             vlm_features = self.vlm_features(image_tokens, instructions)
         return self._loss(vlm_features, rows)
 
     def forward_experts(self, segments: Sequence[dict[str, str]], *, image_tokens: torch.Tensor | None = None,
                         vlm_features: torch.Tensor | None = None, instructions: Sequence[str] | None = None,
-                        prompts: Sequence[str | None] | None = None) -> ModelOutput:
+                        prompts: Sequence[str | None] | None = None,
+                        dialogues: Sequence[Sequence[tuple[str, str, str]]] | None = None) -> ModelOutput:
         """Stage II and one-stage: each expert's loss on its own segment of each caption, with its
         router prompt and aspect instruction; an empty segment is masked (no row at all).
         `prompts[b]`, when given, replaces the aspect instruction of image b (a VQA pair: the
-        question, as `answer` asks it). Stage II may pass cached `vlm_features` (the VLM encoder
-        is frozen there)."""
+        question, as `answer` asks it). `dialogues[b]`, when not empty, gives image b one
+        multi-turn QA row per expert that answers some of its (question, answer, expert) turns.
+        Stage II may pass cached `vlm_features` (the VLM encoder is frozen there)."""
         instructions = _per_image(instructions, len(segments))
         prompts = list(prompts) if prompts is not None else [None] * len(segments)
+        dialogues = list(dialogues) if dialogues is not None else [()] * len(segments)
         if vlm_features is None:
             vlm_features = self.vlm_features(image_tokens, instructions)
         # expert-major: each expert's rows are contiguous, so its LoRA update is one slice
-        rows = [Row(b, e, prompts[b] or EXPERT_INSTRUCTIONS[e], instructions[b], router=True, target=seg[e].strip(),
-                    qa=prompts[b] is not None)
-                for e in self.experts for b, seg in enumerate(segments) if seg.get(e, "").strip()]
+        rows = []
+        for e in self.experts:
+            rows += [Row(b, e, prompts[b] or EXPERT_INSTRUCTIONS[e], instructions[b], router=True,
+                         target=seg[e].strip(), qa=prompts[b] is not None)
+                     for b, seg in enumerate(segments) if seg.get(e, "").strip()]
+            for b, d in enumerate(dialogues):
+                turns = tuple((q, a) for q, a, expert in d if expert == e)
+                if turns:
+                    rows.append(Row(b, e, turns[0][0], instructions[b], router=True, qa=True, turns=turns))
         if not rows:
             raise ValueError("no expert has a non-empty segment in this batch")
         return self._loss(vlm_features, rows)
@@ -235,7 +259,17 @@ class RSMoE(nn.Module):
         """
         embed = self.llm.get_input_embeddings()
         dtype = embed.weight.dtype
-        prompts = self._token_ids([self.preset.llm.prompt_template.format(instruction=r.prompt) for r in rows])
+        pieces = [r.pieces(self.preset.llm.prompt_template) for r in rows]
+        flat = iter(self._token_ids([text for p in pieces for text, _ in p]))
+        eos = self.tokenizer.eos_token_id
+        texts = []  # per row: its token ids after the prefix, and their labels (a target piece + eos)
+        for p in pieces:
+            ids, lab = [], []
+            for _, is_target in p:
+                tok = next(flat) + ([eos] if is_target else [])
+                ids += tok
+                lab += tok if is_target else [IGNORE] * len(tok)
+            texts.append((ids, lab))
         prefix = []
         router_rows = [i for i, r in enumerate(rows) if r.router]
         soft: dict[int, torch.Tensor] = {}
@@ -246,19 +280,16 @@ class RSMoE(nn.Module):
             pooled_v = vlm_features[[rows[i].image for i in router_rows]].mean(1).to(rdtype)
             prompts_p = self.router(pooled_t, pooled_v, [rows[i].adapter for i in router_rows])  # (R', M, D)
             soft = dict(zip(router_rows, prompts_p.to(dtype)))
-        eos = self.tokenizer.eos_token_id
-        targets = self._token_ids([r.target or "" for r in rows])
         seqs, labels = [], []
         for i, r in enumerate(rows):
             parts = [vlm_features[r.image].to(dtype)]
             if i in soft:
                 parts.append(soft[i])
-            ids = prompts[i] + (targets[i] + [eos] if r.target is not None else [])
+            ids, lab = texts[i]
             parts.append(embed(torch.tensor(ids, device=self.device)))
             seq = torch.cat(parts)
-            n_target = len(targets[i]) + 1 if r.target is not None else 0
             seqs.append(seq)
-            labels.append([IGNORE] * (len(seq) - n_target) + ids[len(ids) - n_target:])
+            labels.append([IGNORE] * (len(seq) - len(ids)) + lab)
             prefix.append(len(seq))
         width = max(prefix)
         dim = seqs[0].shape[-1]

@@ -20,7 +20,8 @@ from rsmoe.training.stage import digest, preset_from, write_metrics
 
 
 def run(params: Params) -> dict:
-    examples = load_examples(params.paths.prepared, "train", params.model.experts, qa_pairs(params, params.stage1))
+    examples = load_examples(params.paths.prepared, "train", params.model.experts, qa_pairs(params, params.stage1),
+                             params.train.qa_format)
     model = RSMoE(with_concepts(preset_from(params), examples), cache=params.paths.cache)
     out = params.paths.models / "stage1"
     if params.train.strategy == "one-stage":  # stage2 fits the feature stats and the concept heads
@@ -44,7 +45,8 @@ def run(params: Params) -> dict:
         instructions = [e.instruction for e in batch]
         feats = model.vlm_features(features.image_tokens([e.image for e in batch]), instructions)
         feats = with_concepts_of(feats, [e.image for e in batch], train_concepts, model.vlm.n_concept_tokens)
-        out = model.forward_stage1([e.caption for e in batch], vlm_features=feats, instructions=instructions)
+        out = model.forward_stage1([e.caption for e in batch], vlm_features=feats, instructions=instructions,
+                                   dialogues=[e.dialogue for e in batch])
         return with_content_loss(out, heads, weight, feats, batch)
 
     ckpt = params.paths.checkpoints / "stage1"

@@ -27,7 +27,8 @@ def run(params: Params) -> dict:
     mode = "stage2" if params.train.strategy == "two-stage" else "one-stage"
     model.set_stage(mode)
     print(model.summary())
-    examples = load_examples(params.paths.prepared, "train", params.model.experts, qa_pairs(params, params.stage2))
+    examples = load_examples(params.paths.prepared, "train", params.model.experts, qa_pairs(params, params.stage2),
+                             params.train.qa_format)
     warn_if_experts_go_untrained(examples, params.model.experts)
     features = FrozenFeatures(model, params.paths.features)
     if mode == "stage2":
@@ -48,7 +49,7 @@ def run(params: Params) -> dict:
         feats = features.vlm_features([e.image for e in batch], instructions)
         feats = with_concepts_of(feats, [e.image for e in batch], train_concepts, model.vlm.n_concept_tokens)
         out = model.forward_experts([e.segments for e in batch], vlm_features=feats, instructions=instructions,
-                                    prompts=[e.prompt for e in batch])
+                                    prompts=[e.prompt for e in batch], dialogues=[e.dialogue for e in batch])
         return with_content_loss(out, heads, weight, feats, batch)
 
     ckpt = params.paths.checkpoints / "stage2"

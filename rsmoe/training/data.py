@@ -23,9 +23,14 @@ class Example:
     # what the crop's annotations say it shows: {"scene_type": str | None, "counts": {category: n}}
     # (prepared DOTA crops); None for a record without object annotations (human RSICap captions)
     content: dict | None = None
+    # a QA dialogue (`train.qa_format: dialogue`): the crop's (question, answer, expert) turns, trained
+    # as multi-turn rows with the loss on the answers only (Stage I: one row; Stage II: one row per
+    # expert, its own turns); `instruction` / `prompt` / `caption` hold the first turn
+    dialogue: tuple[tuple[str, str, str], ...] = ()
 
 
-def load_examples(prepared: Path, split: str, n_experts: int, qa_per_image: int = 0) -> list[Example]:
+def load_examples(prepared: Path, split: str, n_experts: int, qa_per_image: int = 0,
+                  qa_format: str = "pair") -> list[Example]:
     """The `split` examples of a prepared folder, with each caption's expert targets.
 
     Captions written by `prepare` carry their aspect segments; human captions without them
@@ -34,7 +39,8 @@ def load_examples(prepared: Path, split: str, n_experts: int, qa_per_image: int 
     captioning models are fine-tuned on COCO-style sets: every reference is seen once per epoch,
     in a fixed order a resumed run repeats, with no sampling state to checkpoint. With `qa_per_image` > 0,
     up to that many RSIEval-format QA pairs of each image (qa.json) follow as examples of their
-    own, each a target of the expert that answers its question type (`expert_for`).
+    own, each a target of the expert that answers its question type (`expert_for`); with
+    `qa_format="dialogue"` they follow as one multi-turn example per image instead (`Example.dialogue`).
     """
     path = Path(prepared) / "captions.json"
     out = []
@@ -46,7 +52,8 @@ def load_examples(prepared: Path, split: str, n_experts: int, qa_per_image: int 
     if not out:
         raise InputError(path, f"no annotations in split {split!r}", "check prepare.splits in params.yaml")
     if qa_per_image:
-        out += qa_examples(prepared, {e.image.name for e in out}, n_experts, qa_per_image)
+        out += qa_examples(prepared, {e.image.name for e in out}, n_experts, qa_per_image,
+                           dialogue=qa_format == "dialogue")
     return out
 
 
@@ -90,20 +97,28 @@ def _stable(key: str) -> int:
     return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big")
 
 
-def qa_examples(prepared: Path, images: set[str], n_experts: int, per_image: int) -> list[Example]:
-    """Up to `per_image` QA pairs of each named image as examples. Which ones is a stable hash of
-    the image and the pair, so every run (and a resumed one) trains on the same pairs."""
+def qa_examples(prepared: Path, images: set[str], n_experts: int, per_image: int, *,
+                dialogue: bool = False) -> list[Example]:
+    """Up to `per_image` QA pairs of each named image as examples. Which ones, and in which order,
+    is a stable hash of the image and the pair, so every run (and a resumed one) trains on the
+    same pairs. `dialogue=True`: one example per image holding its pairs as turns (a QA row then
+    costs its image prefix once for all its questions, not once per question)."""
     path = Path(prepared) / "qa.json"
     out = []
     for i, a in enumerate(load_prepared(prepared, "qa.json", missing_fix=", or set train.qa_per_image: 0")):
         if a["filename"] not in images:
             continue
         pairs = sorted(a.get("qa_pairs", []), key=lambda p: _stable(f"{a['filename']}|{p['question']}"))
+        turns = []
         for qa in pairs[:per_image]:
             if not qa["question"].strip() or not qa["answer"].strip():
                 raise InputError(path, "an empty question or answer", "fix or drop the pair",
                                  record=f"annotation {i} ({a['filename']})")
-            expert = expert_for(qa["type"], n_experts)
-            out.append(Example(Path(prepared) / "images" / a["filename"], qa["question"], qa["answer"],
-                               {expert: qa["answer"]}, prompt=qa["question"]))
+            turns.append((qa["question"], qa["answer"], expert_for(qa["type"], n_experts)))
+        image = Path(prepared) / "images" / a["filename"]
+        if dialogue and turns:
+            q, ans, _ = turns[0]
+            out.append(Example(image, q, ans, {}, prompt=q, dialogue=tuple(turns)))
+        else:
+            out += [Example(image, q, ans, {expert: ans}, prompt=q) for q, ans, expert in turns]
     return out
