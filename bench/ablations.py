@@ -38,7 +38,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from quality import ROOT, run_kernels, run_point  # noqa: E402  (bench/ is not a package)
+from quality import ROOT, base_of, run_kernels, run_point  # noqa: E402  (bench/ is not a package)
 
 CONFIGS = {  # name -> the `-S` settings (paper table); every expert segment has the same room per aspect
     "default": [],                                          # N = 3, two-stage
@@ -77,10 +77,16 @@ def _kernels(r: dict) -> str:
     return "fp32" if p == "no" else f"{p}/{r['kernels']}" if r.get("kernels") else p
 
 
-def _group(r: dict) -> str:
+def _cohort(r: dict) -> str:
     """Runs compare only within one precision and one set of bf16 kernels (fp32; bf16 autocast on
-    AMX tiles; bf16 on AVX512-BF16 without AMX): the same seed follows another trajectory in each."""
-    return f"{r['config']} [{_kernels(r)}]"
+    AMX tiles; bf16 on AVX512-BF16 without AMX), where the same seed follows another trajectory,
+    and within one default (`base_of`): a configuration is a change to the default it ran on."""
+    base = r.get("base", "zero-shot")
+    return _kernels(r) if base == "zero-shot" else f"{_kernels(r)}, base {base}"
+
+
+def _group(r: dict) -> str:
+    return f"{r['config']} [{_cohort(r)}]"
 
 
 def summarise(runs: list[dict]) -> dict:
@@ -98,12 +104,12 @@ def summarise(runs: list[dict]) -> dict:
 
 
 def orderings(runs: list[dict]) -> dict:
-    """For each configuration against the default of the same group (`_kernels`): on which keys the
+    """For each configuration against the default of the same cohort (`_cohort`): on which keys the
     default is better for every seed both ran, on which the configuration is, and on which the
     seeds disagree."""
-    by = {(r["config"], r["seed"], _kernels(r)): r for r in runs}
+    by = {(r["config"], r["seed"], _cohort(r)): r for r in runs}
     out = {}
-    for name, group in dict.fromkeys((r["config"], _kernels(r)) for r in runs if r["config"] != "default"):
+    for name, group in dict.fromkeys((r["config"], _cohort(r)) for r in runs if r["config"] != "default"):
         seeds = sorted(s for (c, s, g) in by if c == name and g == group and ("default", s, group) in by)
         if not seeds:
             continue
@@ -183,14 +189,15 @@ def main() -> None:
         tmp.replace(out)
 
     precision = _precision(base)
-    here = _kernels({"precision": precision, "kernels": run_kernels(precision)})
-    print(f"training precision here: {here}", flush=True)
+    base_name = base_of(base)
+    here = _cohort({"precision": precision, "kernels": run_kernels(precision), "base": base_name})
+    print(f"training precision here and default: {here}", flush=True)
     scratch = Path(tempfile.mkdtemp(prefix="rsmoe-ablations-"))
     try:
         for seed in args.seeds:
             for name in args.configs:
-                if any(r["config"] == name and r["seed"] == seed and _kernels(r) == here for r in runs):
-                    continue  # done on a machine of the same kernels (a cut run resumes here)
+                if any(r["config"] == name and r["seed"] == seed and _cohort(r) == here for r in runs):
+                    continue  # done on a machine of the same kernels, on this default (a cut run resumes here)
                 print(f"[{name} seed {seed}] -S {' -S '.join(CONFIGS[name]) or '(defaults)'}", flush=True)
                 work = scratch / f"{name}-s{seed}"
                 point = run_point(base, 1, seed, work, CONFIGS[name])

@@ -85,6 +85,15 @@ def run_kernels(precision: str | None) -> str:
     return "cuda" if torch.cuda.is_available() else bf16_kernels()
 
 
+def base_of(params: dict) -> str:
+    """What the committed default trains on beside the captions: "zero-shot" (no QA pairs, the
+    paper's zero-shot VQA; every run written before the default changed) or "qa-<format>"."""
+    train = params.get("train", {})
+    pairs = [params.get(s, {}).get("qa_per_image") for s in ("stage1", "stage2")]
+    pairs = [train.get("qa_per_image", 0) if n is None else n for n in pairs]
+    return f"qa-{train.get('qa_format', 'pair')}" if any(pairs) else "zero-shot"
+
+
 def run_point(base: dict, scale: float, seed: int, work: Path, sets: list[str] = ()) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     params = point_params(base, scale, seed, work, sets)
@@ -107,7 +116,7 @@ def run_point(base: dict, scale: float, seed: int, work: Path, sets: list[str] =
         "stage1_steps": s1.get("steps"), "stage2_steps": s2.get("steps"),
         "train_minutes": round((train_seconds(metrics, "stage1") + train_seconds(metrics, "stage2")) / 60, 2),
         "wall_minutes": round((time.perf_counter() - t0) / 60, 2),
-        "precision": s2.get("precision"), "set": list(sets),
+        "precision": s2.get("precision"), "set": list(sets), "base": base_of(base),
         # bf16 on AMX and on AVX512-BF16 rounds differently: a seed is another trajectory on each
         "kernels": run_kernels(s2.get("precision")),
         "stage1_final_loss": s1.get("final_loss"), "stage2_final_loss": s2.get("final_loss"),

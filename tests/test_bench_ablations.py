@@ -52,3 +52,21 @@ def test_an_ordering_holds_only_when_every_seed_of_the_same_kernels_agrees(ablat
     v = o["default (N = 3, two-stage) vs experts-2 [bf16/avx512_bf16]"]
     assert v["seeds"] == [0, 1, 2] and not v["one_seed_only"]
     assert v["per_key"] == {"CIDEr": "seeds disagree", "BLEU-4": "default better on every seed"}
+
+
+def test_runs_on_another_default_are_another_cohort(ablations):
+    """When params.yaml's default changes (here: QA dialogues in Stage II), a configuration is a
+    change to the default it ran on: runs without `base` (written before) stay zero-shot, and an
+    ordering never pairs a run with the default of another base."""
+    zero = {"stage1": {"qa_per_image": None}, "stage2": {"qa_per_image": None}, "train": {"qa_per_image": 0}}
+    assert ablations.base_of(zero) == "zero-shot"
+    dialogue = {**zero, "stage2": {"qa_per_image": 12}, "train": {"qa_per_image": 0, "qa_format": "dialogue"}}
+    assert ablations.base_of(dialogue) == "qa-dialogue"
+    runs = [run("default", 0, 60.0), run("default", 1, 70.0), run("experts-2", 0, 50.0),
+            run("default", 0, 80.0, base="qa-dialogue"), run("experts-2", 1, 90.0, base="qa-dialogue")]
+    assert list(ablations.summarise(runs)) == [
+        "default [bf16/avx512_bf16]", "experts-2 [bf16/avx512_bf16]", "default [bf16/avx512_bf16, base qa-dialogue]",
+        "experts-2 [bf16/avx512_bf16, base qa-dialogue]"]
+    o = ablations.orderings(runs)  # experts-2 on the new default has no seed-1 default there: no verdict
+    assert list(o) == ["default (N = 3, two-stage) vs experts-2 [bf16/avx512_bf16]"]
+    assert o["default (N = 3, two-stage) vs experts-2 [bf16/avx512_bf16]"]["per_key"]["CIDEr"] == "default better on every seed"
