@@ -156,6 +156,28 @@ def test_stage2_with_a_warm_cache_never_calls_the_image_encoder(project, tmp_pat
     assert stage2.run(cold)["encoded_images"] == 8 and sum(calls) == 8
 
 
+def test_stage2_trains_qa_dialogues_beside_the_captions(tmp_path):
+    """The default small run's QA: every train QA pair of a crop as one dialogue example in Stage II
+    (`stage2.qa_per_image`, `train.qa_format: dialogue`); the answers form each expert's `_qa` loss
+    group in stage2_steps.csv, and Stage I stays on the captions."""
+    import csv
+
+    from train_fixtures import RSIEVAL
+
+    prepared = make_prepared(tmp_path / "project", n=4)
+    real = json.loads(RSIEVAL.read_text())["annotations"]
+    (prepared / "qa.json").write_text(json.dumps({"annotations": [
+        {"filename": f"P{i:04d}_0000.png", "split": "train", "qa_pairs": a["qa_pairs"]} for i, a in enumerate(real[:4])]}))
+    params = tiny_params(tmp_path, paths={"prepared": str(prepared)}, train={"qa_format": "dialogue"},
+                         stage1={"max_steps": 1}, stage2={"max_steps": 3, "qa_per_image": 12})
+    assert stage1.run(params)["examples"] == 4
+    propagate.run(params)
+    assert stage2.run(params)["examples"] == 8  # 4 captions + 4 dialogues
+    with open(params.paths.metrics / "stage2_steps.csv") as f:
+        header = next(csv.reader(f))
+    assert {"loss_objects_qa", "loss_relations_qa", "loss_theme_qa"} <= set(header)
+
+
 def test_cache_entries_do_not_depend_on_what_else_was_missing(project, tmp_path):
     """A conv's float result depends on its batch: were entries computed in whatever batch of misses
     came along, a cold and a warm run would train on different bytes (measured: CIDEr moved by 0.5
