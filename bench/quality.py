@@ -88,10 +88,11 @@ def run_kernels(precision: str | None) -> str:
 def base_of(params: dict) -> str:
     """What the committed default trains on beside the captions: "zero-shot" (no QA pairs, the
     paper's zero-shot VQA; every run written before the default changed) or "qa-<format>"."""
-    train = params.get("train", {})
-    pairs = [params.get(s, {}).get("qa_per_image") for s in ("stage1", "stage2")]
-    pairs = [train.get("qa_per_image", 0) if n is None else n for n in pairs]
-    return f"qa-{train.get('qa_format', 'pair')}" if any(pairs) else "zero-shot"
+    from rsmoe.params import Params
+    from rsmoe.training.data import qa_pairs
+
+    p = Params.model_validate(params)
+    return f"qa-{p.train.qa_format}" if any(qa_pairs(p, s) for s in (p.stage1, p.stage2)) else "zero-shot"
 
 
 def run_point(base: dict, scale: float, seed: int, work: Path, sets: list[str] = ()) -> dict:

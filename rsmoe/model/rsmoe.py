@@ -183,9 +183,8 @@ class RSMoE(nn.Module):
         empty, replaces caption b by a multi-turn QA row of its (question, answer, expert) turns."""
         instructions = _per_image(instructions, len(captions))
         dialogues = list(dialogues) if dialogues is not None else [()] * len(captions)
-        rows = [Row(b, STAGE1, instructions[b], instructions[b], router=False, target=c) if not dialogues[b] else
-                Row(b, STAGE1, dialogues[b][0][0], instructions[b], router=False, qa=True,
-                    turns=tuple((q, a) for q, a, _ in dialogues[b]))
+        rows = [_dialogue_row(b, STAGE1, dialogues[b], instructions[b], router=False) if dialogues[b] else
+                Row(b, STAGE1, instructions[b], instructions[b], router=False, target=c)
                 for b, c in enumerate(captions)]
         if vlm_features is None:
             vlm_features = self.vlm_features(image_tokens, instructions)
@@ -212,10 +211,8 @@ class RSMoE(nn.Module):
             rows += [Row(b, e, prompts[b] or EXPERT_INSTRUCTIONS[e], instructions[b], router=True,
                          target=seg[e].strip(), qa=prompts[b] is not None)
                      for b, seg in enumerate(segments) if seg.get(e, "").strip()]
-            for b, d in enumerate(dialogues):
-                turns = tuple((q, a) for q, a, expert in d if expert == e)
-                if turns:
-                    rows.append(Row(b, e, turns[0][0], instructions[b], router=True, qa=True, turns=turns))
+            rows += [_dialogue_row(b, e, mine, instructions[b], router=True) for b, d in enumerate(dialogues)
+                     if (mine := [t for t in d if t[2] == e])]
         if not rows:
             raise ValueError("no expert has a non-empty segment in this batch")
         return self._loss(vlm_features, rows)
@@ -450,6 +447,14 @@ class _RowLimits(StoppingCriteria):
         if self.start is None:  # first call: one token generated (input_ids may hold a prompt)
             self.start = input_ids.shape[1] - 1
         return (input_ids.shape[1] - self.start) >= self.limits.to(input_ids.device)
+
+
+def _dialogue_row(image: int, adapter: str, turns: Sequence[tuple[str, str, str]], instruction: str, *,
+                  router: bool) -> Row:
+    """A multi-turn QA row of (question, answer, expert) turns, decoded by `adapter`; its prompt
+    is the first question (what `answer` would ask alone)."""
+    return Row(image, adapter, turns[0][0], instruction, router=router, qa=True,
+               turns=tuple((q, a) for q, a, _ in turns))
 
 
 def _adapter_of(param_name: str) -> str | None:
