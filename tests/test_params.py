@@ -20,7 +20,10 @@ def test_repo_params_file_loads_and_matches_defaults():
             assert getattr(params, name) == getattr(Params(), name), name
     assert Params().stage1.epochs == 5 and Params().train.warmup_epochs == 1 and Params().train.lr == 1e-4
     assert Params().train.image_path_lr is None and Params().stage1.lr is None
-    budget = {"warmup_epochs", "checkpoint_every", "lr", "image_path_lr"}
+    # The class defaults keep the paper's zero-shot VQA (no QA pairs); the file trains on QA dialogues.
+    assert Params().train.qa_per_image == 0 and Params().stage2.qa_per_image is None
+    assert params.train.qa_format == "dialogue" and params.stage2.qa_per_image > 0
+    budget = {"warmup_epochs", "checkpoint_every", "lr", "image_path_lr", "qa_format"}
     assert params.train.model_dump(exclude=budget) == Params().train.model_dump(exclude=budget)
 
 
