@@ -124,6 +124,7 @@ def run_point(base: dict, scale: float, seed: int, work: Path, sets: list[str] =
         # theme_accuracy is None on sets without scene types (Karpathy / folder sets)
         **{k: None if ev["captions"].get(k) is None else round(ev["captions"][k], 2) for k in KEYS + ["BLEU-1", "ROUGE-L"]},
         "concept_heads": ev.get("concept_heads"),  # what the concept tokens told the LLM
+        "aspects": aspect_scores(ev),
         "vqa_average": round(ev["vqa"]["average"], 2) if ev.get("vqa") else None,
         "vqa_majority_average": round(ev["vqa"]["baseline"]["average"], 2) if ev.get("vqa") else None,
         "vqa_per_type": {t: round(row["accuracy"], 2) for t, row in ev["vqa"]["per_type"].items()}
@@ -142,6 +143,15 @@ def run_point(base: dict, scale: float, seed: int, work: Path, sets: list[str] =
         **{k: ev["grounding"].get(k) for k in ("count_accuracy", "hallucination_rate", "miss_rate")
            if ev.get("grounding")},
     }
+
+
+def aspect_scores(ev: dict) -> dict | None:
+    """BLEU-4, METEOR and CIDEr of each caption aspect (the segment one expert writes), so that a
+    caption score that moves can be traced to the expert that moved it; None without aspects."""
+    if not ev.get("aspects"):
+        return None
+    return {aspect: {k: round(row[k], 2) for k in ("BLEU-4", "METEOR", "CIDEr") if row.get(k) is not None}
+            for aspect, row in ev["aspects"].items()}
 
 
 def plot(points: list[dict], out: Path) -> None:

@@ -28,6 +28,9 @@ from pathlib import Path
 
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from quality import aspect_scores  # noqa: E402  (bench/ is not a package)
+
 ROOT = Path(__file__).resolve().parents[1]
 CAPTION_KEYS = ["BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "CIDEr-nolen", "length_gap", "theme_accuracy", "distinct"]
 
@@ -39,7 +42,7 @@ def _scores(ev: dict) -> dict:
            **{k: round(caps[k], 2) for k in CAPTION_KEYS if caps.get(k) is not None},
            "baselines": {name: {k: round(row[k], 2) for k in CAPTION_KEYS if row.get(k) is not None}
                          for name, row in base.items()},
-           "best_baseline": best}
+           "best_baseline": best, "aspects": aspect_scores(ev)}
     if ev.get("vqa"):
         out["vqa"] = {"average": round(ev["vqa"]["average"], 2),
                       "majority_average": round(ev["vqa"]["baseline"]["average"], 2),

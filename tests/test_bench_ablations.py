@@ -70,3 +70,15 @@ def test_runs_on_another_default_are_another_cohort(ablations):
     o = ablations.orderings(runs)  # experts-2 on the new default has no seed-1 default there: no verdict
     assert list(o) == ["default (N = 3, two-stage) vs experts-2 [bf16/avx512_bf16]"]
     assert o["default (N = 3, two-stage) vs experts-2 [bf16/avx512_bf16]"]["per_key"]["CIDEr"] == "default better on every seed"
+
+
+def test_a_run_records_each_aspects_scores(ablations):
+    """A caption score that moves is traced to the expert that moved it (the QA-dialogue default
+    kept the objects segment and lost the relations one on test): every run row carries each
+    aspect's BLEU-4 / METEOR / CIDEr, rounded, and None for sets without aspects."""
+    quality = sys.modules["quality"]
+    ev = {"aspects": {"theme": {"BLEU-4": 30.812, "METEOR": 36.4, "CIDEr": 181.33, "ROUGE-L": 50.0},
+                      "relations": {"BLEU-4": 28.3, "METEOR": None, "CIDEr": 28.456}}}
+    assert quality.aspect_scores(ev) == {"theme": {"BLEU-4": 30.81, "METEOR": 36.4, "CIDEr": 181.33},
+                                         "relations": {"BLEU-4": 28.3, "CIDEr": 28.46}}
+    assert quality.aspect_scores({"aspects": {}}) is None and quality.aspect_scores({}) is None
