@@ -58,6 +58,9 @@ CONFIGS = {  # name -> the `-S` settings (paper table); every expert segment has
     # expert, its own questions after one image prefix); Stage II's steps doubled so that its
     # captions get the default's 160 examples
     "qa-dialogue": ["stage2.qa_per_image=12", "train.qa_format=dialogue", "stage2.max_steps=80"],
+    # ours, on the QA-dialogue default: no position QA (ab_position, re_position, area_comp: the
+    # relations expert's), which on test turned its position sentences into one generic phrase
+    "qa-no-positions": ["train.qa_types=[presence,quantity,color,image,scene]"],
     # ours: the train images' concept tokens from heads fitted on the other 5 folds of source scenes
     "oof-5": ["train.concept_folds=5"],
 }

@@ -147,6 +147,9 @@ class TrainParams(Section):
     # pair: each QA pair an example (one row, its image prefix paid per question); dialogue: a crop's
     # pairs one multi-turn example (Stage I: one row; Stage II: one row per expert, its own turns)
     qa_format: Literal["pair", "dialogue"] = "pair"
+    # RSIEval question types trained on (e.g. [presence, quantity, color, image, scene]); null: all.
+    # The types left out stay zero-shot (their expert trains on captions only)
+    qa_types: list[str] | None = None
     # concept tokens (small preset) of the train images from heads fitted on the other folds of
     # source scenes, so that training shows the LLM tokens as often wrong as at test
     # (rsmoe.training.concepts.out_of_fold_concepts); 0: the heads' own (right on every train image)

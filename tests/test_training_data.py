@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from rsmoe.data.aspects import expert_for
+from rsmoe.data.aspects import UnknownQuestionType, expert_for
 from rsmoe.errors import InputError
 from rsmoe.training.data import load_examples
 from train_fixtures import RSIEVAL, make_prepared
@@ -53,6 +53,23 @@ def test_qa_dialogue_is_one_example_per_image_with_the_same_pairs(prepared):
     assert [(e.image.name, q, a, x) for e in dialogues for q, a, x in e.dialogue] == [
         (e.image.name, e.prompt, e.caption, *e.segments) for e in pairs]
     assert all((e.instruction, e.prompt, e.caption) == e.dialogue[0][:1] * 2 + e.dialogue[0][1:2] for e in dialogues)
+
+
+def test_qa_types_keep_only_the_pairs_of_those_types(prepared):
+    """`train.qa_types`: the pairs of the other types are not trained on (their expert stays
+    zero-shot for them), in either format; a type no expert answers is named with the known ones."""
+    out, qa = prepared
+    types = {p["type"] for a in qa["annotations"] for p in a["qa_pairs"]}
+    keep = sorted(types)[:1]
+    for fmt in ("pair", "dialogue"):
+        ex = [e for e in load_examples(out, "train", 3, qa_per_image=100, qa_format=fmt, qa_types=keep)
+              if e.prompt is not None]
+        turns = [t for e in ex for t in (e.dialogue or [(e.prompt, e.caption, *e.segments)])]
+        kept = {(a["filename"], p["question"]) for a in qa["annotations"] for p in a["qa_pairs"] if p["type"] in keep}
+        assert turns and {(e.image.name, q) for e in ex for q, _, _ in (e.dialogue or [(e.prompt, 0, 0)])} == kept
+    assert len(types) > 1  # the fixture has types to leave out
+    with pytest.raises(UnknownQuestionType, match="unknown question type 'positions'.*presence"):
+        load_examples(out, "train", 3, qa_per_image=2, qa_types=["positions"])
 
 
 def test_missing_qa_file_names_the_fix(prepared):

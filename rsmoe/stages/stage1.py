@@ -21,7 +21,7 @@ from rsmoe.training.stage import digest, preset_from, write_metrics
 
 def run(params: Params) -> dict:
     examples = load_examples(params.paths.prepared, "train", params.model.experts, qa_pairs(params, params.stage1),
-                             params.train.qa_format)
+                             params.train.qa_format, params.train.qa_types)
     model = RSMoE(with_concepts(preset_from(params), examples), cache=params.paths.cache)
     out = params.paths.models / "stage1"
     if params.train.strategy == "one-stage":  # stage2 fits the feature stats and the concept heads

@@ -28,7 +28,7 @@ def run(params: Params) -> dict:
     model.set_stage(mode)
     print(model.summary())
     examples = load_examples(params.paths.prepared, "train", params.model.experts, qa_pairs(params, params.stage2),
-                             params.train.qa_format)
+                             params.train.qa_format, params.train.qa_types)
     warn_if_experts_go_untrained(examples, params.model.experts)
     features = FrozenFeatures(model, params.paths.features)
     if mode == "stage2":

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +31,7 @@ class Example:
 
 
 def load_examples(prepared: Path, split: str, n_experts: int, qa_per_image: int = 0,
-                  qa_format: str = "pair") -> list[Example]:
+                  qa_format: str = "pair", qa_types: Sequence[str] | None = None) -> list[Example]:
     """The `split` examples of a prepared folder, with each caption's expert targets.
 
     Captions written by `prepare` carry their aspect segments; human captions without them
@@ -40,7 +41,8 @@ def load_examples(prepared: Path, split: str, n_experts: int, qa_per_image: int 
     in a fixed order a resumed run repeats, with no sampling state to checkpoint. With `qa_per_image` > 0,
     up to that many RSIEval-format QA pairs of each image (qa.json) follow as examples of their
     own, each a target of the expert that answers its question type (`expert_for`); with
-    `qa_format="dialogue"` they follow as one multi-turn example per image instead (`Example.dialogue`).
+    `qa_format="dialogue"` they follow as one multi-turn example per image instead (`Example.dialogue`);
+    `qa_types` keeps only the pairs of those question types (None: every type).
     """
     path = Path(prepared) / "captions.json"
     out = []
@@ -53,7 +55,7 @@ def load_examples(prepared: Path, split: str, n_experts: int, qa_per_image: int 
         raise InputError(path, f"no annotations in split {split!r}", "check prepare.splits in params.yaml")
     if qa_per_image:
         out += qa_examples(prepared, {e.image.name for e in out}, n_experts, qa_per_image,
-                           dialogue=qa_format == "dialogue")
+                           dialogue=qa_format == "dialogue", types=qa_types)
     return out
 
 
@@ -98,17 +100,21 @@ def _stable(key: str) -> int:
 
 
 def qa_examples(prepared: Path, images: set[str], n_experts: int, per_image: int, *,
-                dialogue: bool = False) -> list[Example]:
+                dialogue: bool = False, types: Sequence[str] | None = None) -> list[Example]:
     """Up to `per_image` QA pairs of each named image as examples. Which ones, and in which order,
     is a stable hash of the image and the pair, so every run (and a resumed one) trains on the
     same pairs. `dialogue=True`: one example per image holding its pairs as turns (a QA row then
-    costs its image prefix once for all its questions, not once per question)."""
+    costs its image prefix once for all its questions, not once per question). `types`: only the
+    pairs of these question types are taken (None: all); a name no expert answers is an error."""
+    for t in types or ():
+        expert_for(t, n_experts)  # raises UnknownQuestionType naming the known types
     path = Path(prepared) / "qa.json"
     out = []
     for i, a in enumerate(load_prepared(prepared, "qa.json", missing_fix=", or set train.qa_per_image: 0")):
         if a["filename"] not in images:
             continue
-        pairs = sorted(a.get("qa_pairs", []), key=lambda p: _stable(f"{a['filename']}|{p['question']}"))
+        pairs = sorted((p for p in a.get("qa_pairs", []) if types is None or p.get("type") in types),
+                       key=lambda p: _stable(f"{a['filename']}|{p['question']}"))
         turns = []
         for qa in pairs[:per_image]:
             if not qa["question"].strip() or not qa["answer"].strip():
