@@ -87,12 +87,16 @@ def run_kernels(precision: str | None) -> str:
 
 def base_of(params: dict) -> str:
     """What the committed default trains on beside the captions: "zero-shot" (no QA pairs, the
-    paper's zero-shot VQA; every run written before the default changed) or "qa-<format>"."""
+    paper's zero-shot VQA; every run written before the default changed) or "qa-<format>", with
+    the question types in brackets where the default trains on some only ("qa-dialogue[presence,scene]")."""
     from rsmoe.params import Params
     from rsmoe.training.data import qa_pairs
 
     p = Params.model_validate(params)
-    return f"qa-{p.train.qa_format}" if any(qa_pairs(p, s) for s in (p.stage1, p.stage2)) else "zero-shot"
+    if not any(qa_pairs(p, s) for s in (p.stage1, p.stage2)):
+        return "zero-shot"
+    types = f"[{','.join(p.train.qa_types)}]" if p.train.qa_types else ""
+    return f"qa-{p.train.qa_format}{types}"
 
 
 def run_point(base: dict, scale: float, seed: int, work: Path, sets: list[str] = ()) -> dict:

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from rsmoe.data.aspects import QTYPE_ASPECT
 from rsmoe.files import written_file
 
 DEFAULT_PARAMS = Path("params.yaml")
@@ -167,6 +168,17 @@ class TrainParams(Section):
     # processes per training stage: > 1 runs stage1 / stage2 under torchrun (one per
     # GPU; on a CPU-only machine gloo processes), each taking its share of every step's batch
     processes: int = Field(1, ge=1)
+
+    @field_validator("qa_types")
+    @classmethod
+    def _known_types(cls, types: list[str] | None) -> list[str] | None:
+        unknown = [t for t in types or () if t not in QTYPE_ASPECT]
+        if unknown:
+            raise ValueError(f"unknown question type(s) {', '.join(map(repr, unknown))}; "
+                             f"RSIEval's types are {', '.join(QTYPE_ASPECT)}")
+        if types is not None and not types:
+            raise ValueError("qa_types is empty: null trains on every type; to train on none set qa_per_image: 0")
+        return types
 
 
 class StageTrainParams(Section):

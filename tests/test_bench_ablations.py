@@ -62,6 +62,8 @@ def test_runs_on_another_default_are_another_cohort(ablations):
     assert ablations.base_of(zero) == "zero-shot"
     dialogue = {**zero, "stage2": {"qa_per_image": 12}, "train": {"qa_per_image": 0, "qa_format": "dialogue"}}
     assert ablations.base_of(dialogue) == "qa-dialogue"
+    some = {**dialogue, "train": {**dialogue["train"], "qa_types": ["presence", "scene"]}}
+    assert ablations.base_of(some) == "qa-dialogue[presence,scene]"
     runs = [run("default", 0, 60.0), run("default", 1, 70.0), run("experts-2", 0, 50.0),
             run("default", 0, 80.0, base="qa-dialogue"), run("experts-2", 1, 90.0, base="qa-dialogue")]
     assert list(ablations.summarise(runs)) == [

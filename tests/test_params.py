@@ -51,6 +51,8 @@ def test_unknown_key_without_close_match_lists_valid_keys():
     ({"prepare": {"splits": {"train": 0.5, "val": 0.1, "test": 0.1}}}, "sum to 1"),
     ({"synth": {"scenes": 0}}, "synth.scenes"),
     ({"prepare": {"crop_size": "big"}}, "prepare.crop_size"),
+    ({"train": {"qa_types": ["presence", "positions"]}}, r"train.qa_types.*'positions'.*ab_position"),
+    ({"train": {"qa_types": []}}, "train.qa_types.*qa_per_image: 0"),
 ])
 def test_bad_values_are_explained(data, fragment):
     with pytest.raises(ParamsError, match=fragment):
