@@ -155,6 +155,10 @@ class TrainParams(Section):
     # source scenes, so that training shows the LLM tokens as often wrong as at test
     # (rsmoe.training.concepts.out_of_fold_concepts); 0: the heads' own (right on every train image)
     concept_folds: int = Field(0, ge=0)
+    # dihedral views of each train crop the concept heads are fitted on (rsmoe.data.images.DIHEDRAL_VIEWS:
+    # 1 the crop as it is; 3 + its two flips; 8 + rotations and transposes: an aerial crop has no "up").
+    # Each extra view is encoded once (cached); inference reads the crop as it is
+    concept_views: int = Field(1, ge=1, le=8)
     # weight of the content loss (rsmoe/training/content.py) where the image path trains: linear
     # read-outs of the query outputs predict the crop's scene type and object counts from its
     # annotations (training only; nothing is added to the saved model); 0: off, the paper's loss

@@ -236,3 +236,39 @@ def test_stage1_trains_on_out_of_fold_concept_tokens_and_reports_them(prepared, 
     assert s1["concept_heads_out_of_fold"]["folds"] == 4 and "concept_heads_out_of_fold" not in base
     assert s1["concept_heads"] == base["concept_heads"]  # the saved heads are the same full fits
     assert s1["final_loss"] != base["final_loss"]  # what the LLM was shown differs
+
+
+def test_heads_fit_on_dihedral_views_read_each_views_own_features(prepared, tmp_path):
+    """`train.concept_views`: the heads see every train crop in 8 views (each view's F_I encoded
+    once and cached under its own key), fit on 8x the rows, and score the crops as they are;
+    inference (predict_concepts) still reads the plain crop."""
+    import numpy as np
+
+    from rsmoe.data.images import DIHEDRAL_VIEWS, dihedral_view, load_rgb
+
+    model = RSMoE(_preset())
+    examples = load_examples(prepared, "train", 3)
+    features = FrozenFeatures(model, tmp_path / "features")
+    features.fit_feature_stats([e.image for e in examples])
+    plain = features.encoded_images
+    summary = fit_concept_heads(model, features, examples, views=8)
+    assert features.encoded_images == plain + 7 * len(examples)
+    assert summary["views"] == 8 and summary["scene"]["train_accuracy"] == 100.0
+    rgb = load_rgb(examples[0].image)
+    flipped = model.image_tokens(model.pixel_values([np.ascontiguousarray(rgb[:, ::-1])]))
+    torch.testing.assert_close(features.image_tokens([examples[0].image], "flip_lr"), flipped)
+    assert not torch.allclose(features.image_tokens([examples[0].image], "flip_lr"),
+                              features.image_tokens([examples[0].image]))
+    # the heads differ from the plain fit's: the other views' rows were fitted on
+    one = RSMoE(_preset())
+    one_features = FrozenFeatures(one, tmp_path / "features")
+    one_features.fit_feature_stats([e.image for e in examples])
+    fit_concept_heads(one, one_features, examples)
+    assert not torch.allclose(model.vlm.scene_weight, one.vlm.scene_weight)
+    assert predict_concepts(model, features, [examples[0].image])[0]["scene"] == examples[0].content["scene_type"]
+    # the 8 views are the 8 distinct symmetries of a square
+    a = np.arange(2 * 2 * 3).reshape(2, 2, 3)
+    assert len({dihedral_view(a, v).tobytes() for v in DIHEDRAL_VIEWS}) == 8
+    np.testing.assert_array_equal(dihedral_view(dihedral_view(a, "rot90"), "rot270"), a)
+    with pytest.raises(ValueError, match="unknown view 'rot45'"):
+        dihedral_view(a, "rot45")

@@ -34,8 +34,8 @@ def run(params: Params) -> dict:
     features = FrozenFeatures(model, params.paths.features)
     features.warm([e.image for e in examples])
     features.fit_feature_stats([e.image for e in examples])
-    concepts = fit_concept_heads(model, features, examples)
-    oof = out_of_fold_concepts(model, features, examples, params.train.concept_folds)
+    concepts = fit_concept_heads(model, features, examples, params.train.concept_views)
+    oof = out_of_fold_concepts(model, features, examples, params.train.concept_folds, params.train.concept_views)
     train_concepts = oof[0] if oof else None
 
     weight = params.train.content_loss

@@ -37,8 +37,8 @@ def run(params: Params) -> dict:
     concepts = None
     if mode == "one-stage":  # the VLM encoder trains here, so its input statistics and concept heads are set here
         features.fit_feature_stats([e.image for e in examples])
-        concepts = fit_concept_heads(model, features, examples)
-    oof = out_of_fold_concepts(model, features, examples, params.train.concept_folds)
+        concepts = fit_concept_heads(model, features, examples, params.train.concept_views)
+    oof = out_of_fold_concepts(model, features, examples, params.train.concept_folds, params.train.concept_views)
     train_concepts = oof[0] if oof else None
 
     weight = params.train.content_loss

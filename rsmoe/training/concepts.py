@@ -23,8 +23,10 @@ from typing import Sequence
 
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from rsmoe.data.describe import NOUNS
+from rsmoe.data.images import DIHEDRAL_VIEWS
 from rsmoe.model.presets import OBJECT_NAME_TOKENS
 
 log = logging.getLogger("rsmoe")
@@ -90,9 +92,10 @@ def phrase_embeddings(model, phrases: Sequence[str], length: int) -> torch.Tenso
         return embed(torch.tensor(rows, device=embed.weight.device)).float()
 
 
-def _pooled(model, features, images: Sequence) -> torch.Tensor:
+def _pooled(model, features, images: Sequence, view: str = "identity") -> torch.Tensor:
+    bar = tqdm(images, desc=f"concept views ({view})", unit="img", disable=view == "identity", leave=False)
     with torch.no_grad():
-        return torch.cat([model.vlm.pooled(model.vlm.standardized(features.image_tokens([p]))) for p in images]).float()
+        return torch.cat([model.vlm.pooled(model.vlm.standardized(features.image_tokens([p], view))) for p in bar]).float()
 
 
 def _fit_linear(x: torch.Tensor, y: torch.Tensor, n_out: int, loss_fn, l2: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -111,13 +114,14 @@ def _fit_linear(x: torch.Tensor, y: torch.Tensor, n_out: int, loss_fn, l2: float
     return weight.detach(), bias.detach()
 
 
-def _labelled(model, features, examples: Sequence):
-    """The annotated train images, their pooled F_I (N, 2 D_img), scene-type index (N,; -1 where the
-    type is not one of the model's) and object presence (N, K)."""
+def _labelled(model, features, examples: Sequence, views: int = 1):
+    """The annotated train images, their pooled F_I in the first `views` of DIHEDRAL_VIEWS (V, N,
+    2 D_img; [0] is the image as it is), scene-type index (N,; -1 where the type is not one of the
+    model's) and object presence (N, K)."""
     q = model.preset.qformer
     annotated = {e.image: e.content for e in examples if getattr(e, "content", None)}
     images = list(annotated)
-    x = _pooled(model, features, images)
+    x = torch.stack([_pooled(model, features, images, v) for v in DIHEDRAL_VIEWS[:views]])
     types = list(q.scene_types)
     scene = torch.tensor([types.index(annotated[p]["scene_type"]) if annotated[p].get("scene_type") in types else -1
                           for p in images], device=x.device)
@@ -128,15 +132,20 @@ def _labelled(model, features, examples: Sequence):
 
 def _fit_heads(q, x: torch.Tensor, scene: torch.Tensor, present: torch.Tensor | None, rows: torch.Tensor):
     """The scene and object heads (each (weight, bias), or None where the model has none) fitted on
-    the given rows."""
+    the given rows of x (V, N, D), every view of a row a training row of its own with its labels."""
     heads = {"scene": None, "objects": None}
+
+    def views_of(r: torch.Tensor) -> torch.Tensor:
+        return x[:, r].reshape(-1, x.shape[-1])
+
     if q.has_scene_tokens:
         rows_s = rows[scene[rows] >= 0]
         if not len(rows_s):
             raise ValueError("no train example names one of the model's scene types")
-        heads["scene"] = _fit_linear(x[rows_s], scene[rows_s], len(q.scene_types), F.cross_entropy, SCENE_L2)
+        heads["scene"] = _fit_linear(views_of(rows_s), scene[rows_s].repeat(len(x)), len(q.scene_types),
+                                     F.cross_entropy, SCENE_L2)
     if q.has_object_tokens:
-        heads["objects"] = _fit_linear(x[rows], present[rows], len(q.object_classes),
+        heads["objects"] = _fit_linear(views_of(rows), present[rows].repeat(len(x), 1), len(q.object_classes),
                                        F.binary_cross_entropy_with_logits, OBJECT_L2)
     return heads
 
@@ -157,14 +166,16 @@ def _accuracy(q, logits: dict, scene: torch.Tensor, present: torch.Tensor | None
     return out
 
 
-def fit_concept_heads(model, features, examples: Sequence) -> dict | None:
-    """Fit the model's scene and object heads (those it has) on the examples' images, each once,
-    and set the names' embeddings; returns what they reach on the train images (None when the
-    model has neither). `features` is the run's FrozenFeatures (F_I from the cache)."""
+def fit_concept_heads(model, features, examples: Sequence, views: int = 1) -> dict | None:
+    """Fit the model's scene and object heads (those it has) on the examples' images, each once in
+    each of the first `views` dihedral views (`train.concept_views`: flipped and rotated crops show
+    the same scene and classes), and set the names' embeddings; returns what they reach on the
+    train images as they are (None when the model has neither). `features` is the run's
+    FrozenFeatures (F_I from the cache, the views' too)."""
     q = model.preset.qformer
     if not (q.has_scene_tokens or q.has_object_tokens):
         return None
-    images, x, scene, present = _labelled(model, features, examples)
+    images, x, scene, present = _labelled(model, features, examples, views)
     heads = _fit_heads(q, x, scene, present, torch.arange(len(images), device=x.device))
     if heads["scene"] is not None:
         model.vlm.set_scene_head(*heads["scene"], phrase_embeddings(model, [f" {t}." for t in q.scene_types],
@@ -172,7 +183,8 @@ def fit_concept_heads(model, features, examples: Sequence) -> dict | None:
     if heads["objects"] is not None:
         phrases = [f" {object_name(c)}," for c in q.object_classes] + [""]  # the last row: an empty slot
         model.vlm.set_object_head(*heads["objects"], phrase_embeddings(model, phrases, OBJECT_NAME_TOKENS))
-    summary = _accuracy(q, _logits(heads, x), scene, present)
+    summary = _accuracy(q, _logits(heads, x[0]), scene, present)
+    summary["views"] = views
     if "scene" in summary:
         summary["scene"]["train_accuracy"] = summary["scene"].pop("accuracy")
     log.info("concept heads fitted on the train split: %s", summary)
@@ -186,7 +198,7 @@ def source_scene(image) -> str:
     return stem.rsplit("_", 1)[0]
 
 
-def out_of_fold_concepts(model, features, examples: Sequence, folds: int) -> tuple[dict, dict] | None:
+def out_of_fold_concepts(model, features, examples: Sequence, folds: int, views: int = 1) -> tuple[dict, dict] | None:
     """What the concept tokens would tell the LLM about each train image had the heads not seen it.
 
     Heads fitted on their own train images name every scene type and class right there (100 %,
@@ -197,11 +209,12 @@ def out_of_fold_concepts(model, features, examples: Sequence, folds: int) -> tup
     stacked models are trained. The model's own heads (fitted on every image) are untouched and
     are what inference uses. Returns ({image: tokens (S + O, D_llm)}, the out-of-fold accuracy: an
     estimate of the heads on unseen scenes), or None when the model has no concept tokens or
-    `folds` < 2. Deterministic (fold = rank of the scene's name modulo `folds`)."""
+    `folds` < 2. Deterministic (fold = rank of the scene's name modulo `folds`). The heads of each
+    fold are fitted on `views` dihedral views, as the model's own are."""
     q = model.preset.qformer
     if folds < 2 or not (q.has_scene_tokens or q.has_object_tokens):
         return None
-    images, x, scene, present = _labelled(model, features, examples)
+    images, x, scene, present = _labelled(model, features, examples, views)
     names = sorted({source_scene(p) for p in images})
     if len(names) < folds:
         raise ValueError(f"train.concept_folds: {folds} folds need as many source scenes; the train split has "
@@ -213,7 +226,7 @@ def out_of_fold_concepts(model, features, examples: Sequence, folds: int) -> tup
               if q.has_object_tokens else None}
     for f in range(folds):
         held = (fold == f).nonzero()[:, 0]
-        part = _logits(_fit_heads(q, x, scene, present, (fold != f).nonzero()[:, 0]), x[held])
+        part = _logits(_fit_heads(q, x, scene, present, (fold != f).nonzero()[:, 0]), x[0, held])
         for k, v in part.items():
             if v is not None:
                 logits[k][held] = v

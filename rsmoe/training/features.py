@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from rsmoe.data.images import load_rgb
+from rsmoe.data.images import dihedral_view, load_rgb
 from rsmoe.files import written_file
 from rsmoe.model.checkpoint import fingerprint, vlm_state
 
@@ -69,14 +69,16 @@ class FrozenFeatures:
             self._hashes[path] = file_hash(path)
         return self._hashes[path]
 
-    def image_tokens(self, paths: Sequence[Path]) -> torch.Tensor:
-        """-> F_I (B, T, D) for the image files, encoding only the ones not cached yet."""
-        keys = [self._key(Path(p)) for p in paths]
+    def image_tokens(self, paths: Sequence[Path], view: str = "identity") -> torch.Tensor:
+        """-> F_I (B, T, D) for the image files, encoding only the ones not cached yet; `view`: one
+        of `rsmoe.data.images.DIHEDRAL_VIEWS` (the flipped or rotated image's F_I, cached apart)."""
+        keys = [self._key(Path(p)) if view == "identity" else f"{self._key(Path(p))}-{view}" for p in paths]
         for i in [i for i, k in enumerate(keys) if self.images.get(k) is None]:
             # one image per forward: a conv's float result depends on the batch it runs in, and
             # an entry must not depend on which other images happened to be missing with it
             with torch.no_grad():
-                tokens = self.model.image_tokens(self.model.pixel_values([load_rgb(paths[i])]))
+                rgb = dihedral_view(load_rgb(paths[i]), view)
+                tokens = self.model.image_tokens(self.model.pixel_values([rgb]))
             self.encoded_images += 1
             self.images.put(keys[i], tokens[0])
         return torch.stack([self.images.get(k) for k in keys]).to(self.model.device)
