@@ -31,24 +31,19 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from rsmoe.data.images import load_rgb  # noqa: E402
+from rsmoe.data.images import DIHEDRAL_VIEWS, dihedral_view, load_rgb  # noqa: E402
 from rsmoe.model import get_preset  # noqa: E402
 from rsmoe.model.encoders import build_image_encoder, preprocess  # noqa: E402
 from rsmoe.params import load_params  # noqa: E402
 from rsmoe.training.concepts import OBJECT_L2, SCENE_L2, _fit_linear, presence_errors  # noqa: E402
 from rsmoe.training.data import load_examples  # noqa: E402
 
-VIEWS = {"identity": None, "flip_lr": Image.Transpose.FLIP_LEFT_RIGHT, "flip_tb": Image.Transpose.FLIP_TOP_BOTTOM,
-         "rot90": Image.Transpose.ROTATE_90, "rot180": Image.Transpose.ROTATE_180,
-         "rot270": Image.Transpose.ROTATE_270, "transpose": Image.Transpose.TRANSPOSE,
-         "transverse": Image.Transpose.TRANSVERSE}
-SETS = {"plain": ["identity"], "flips": ["identity", "flip_lr", "flip_tb"], "d4": list(VIEWS)}
+SETS = {"plain": ["identity"], "flips": ["identity", "flip_lr", "flip_tb"], "d4": list(DIHEDRAL_VIEWS)}
 
 
 def unique_annotated(prepared: Path, split: str, experts: int) -> list:
@@ -59,11 +54,10 @@ def unique_annotated(prepared: Path, split: str, experts: int) -> list:
 def view_tokens(encoder, spec, examples: list) -> torch.Tensor:
     """(views, N, T, D) image tokens of every example in every view."""
     out = []
-    for view in VIEWS.values():
+    for view in DIHEDRAL_VIEWS:
         rows = []
         for i in range(0, len(examples), 16):
-            images = [Image.fromarray(load_rgb(e.image)) for e in examples[i:i + 16]]
-            images = [im if view is None else im.transpose(view) for im in images]
+            images = [dihedral_view(load_rgb(e.image), view) for e in examples[i:i + 16]]
             with torch.no_grad():
                 rows.append(encoder(preprocess(images, spec)).float())
         out.append(torch.cat(rows))
@@ -102,7 +96,7 @@ def main() -> None:
                            for e in held])
     p_train = torch.tensor([[float(e.content["counts"].get(c, 0) > 0) for c in classes] for e in train])
     p_held = torch.tensor([[e.content["counts"].get(c, 0) > 0 for c in classes] for e in held]).tolist()
-    names = list(VIEWS)
+    names = list(DIHEDRAL_VIEWS)
     result = {"split": args.split, "train_crops": len(train), "eval_crops": len(held), "encode_s": round(encode_s, 1),
               "scene_l2": SCENE_L2, "object_l2": OBJECT_L2, "sets": {}}
     for name, views in SETS.items():
