@@ -115,7 +115,8 @@ def cell_scores(pred: torch.Tensor, y: torch.Tensor, present: torch.Tensor) -> d
     p, t = pred[mask].bool(), y[mask].bool()
     tp = (p & t).sum().item()
     return {"accuracy": round(100 * (p == t).float().mean().item(), 2),
-            "precision": round(100 * tp / max(p.sum().item(), 1), 2), "recall": round(100 * tp / max(t.sum().item(), 1), 2),
+            "precision": round(100 * tp / max(p.sum().item(), 1), 2),
+            "recall": round(100 * tp / max(t.sum().item(), 1), 2),
             "pairs": int(mask.sum().item())}
 
 
@@ -147,8 +148,10 @@ def main() -> None:
     said = {k: predicted_phrase(k[1], prob[k[0], :, classes.index(k[1])]) for k in truth}
     pairs = len(truth)
     result = {
-        "split": args.split, "train_crops": len(train), "eval_crops": len(held), "grid": f"{int(xt.shape[1] ** 0.5)}x{int(xt.shape[1] ** 0.5)}",
-        "cells": {"probe": cell_scores((prob > 0.5).float(), yh, present_h), "train_prior": cell_scores(prior, yh, present_h)},
+        "split": args.split, "train_crops": len(train), "eval_crops": len(held),
+        "grid": "{0}x{0}".format(int(round(xt.shape[1] ** 0.5))),
+        "cells": {"probe": cell_scores((prob > 0.5).float(), yh, present_h),
+                  "train_prior": cell_scores(prior, yh, present_h)},
         "placement": {
             "pairs": pairs, "majority_phrase": majority,
             "probe_accuracy": round(100 * sum(said[k] == v for k, v in truth.items()) / pairs, 2),

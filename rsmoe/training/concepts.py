@@ -95,7 +95,8 @@ def phrase_embeddings(model, phrases: Sequence[str], length: int) -> torch.Tenso
 def _pooled(model, features, images: Sequence, view: str = "identity") -> torch.Tensor:
     bar = tqdm(images, desc=f"concept views ({view})", unit="img", disable=view == "identity", leave=False)
     with torch.no_grad():
-        return torch.cat([model.vlm.pooled(model.vlm.standardized(features.image_tokens([p], view))) for p in bar]).float()
+        rows = [model.vlm.pooled(model.vlm.standardized(features.image_tokens([p], view))) for p in bar]
+    return torch.cat(rows).float()
 
 
 def _fit_linear(x: torch.Tensor, y: torch.Tensor, n_out: int, loss_fn, l2: float) -> tuple[torch.Tensor, torch.Tensor]:
