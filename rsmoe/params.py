@@ -13,10 +13,12 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from rsmoe.data.aspects import QTYPE_ASPECT
 from rsmoe.files import written_file
 
 DEFAULT_PARAMS = Path("params.yaml")
+# RSIEval's question types (`rsmoe.data.aspects.QTYPE_ASPECT` routes each to its expert's aspect)
+QUESTION_TYPES = ("presence", "quantity", "color", "ab_position", "re_position", "area_comp", "road_ori",
+                  "image", "scene", "reasoning")
 
 
 class Section(BaseModel):
@@ -176,10 +178,10 @@ class TrainParams(Section):
     @field_validator("qa_types")
     @classmethod
     def _known_types(cls, types: list[str] | None) -> list[str] | None:
-        unknown = [t for t in types or () if t not in QTYPE_ASPECT]
+        unknown = [t for t in types or () if t not in QUESTION_TYPES]
         if unknown:
             raise ValueError(f"unknown question type(s) {', '.join(map(repr, unknown))}; "
-                             f"RSIEval's types are {', '.join(QTYPE_ASPECT)}")
+                             f"RSIEval's types are {', '.join(QUESTION_TYPES)}")
         if types is not None and not types:
             raise ValueError("qa_types is empty: null trains on every type; to train on none set qa_per_image: 0")
         return types

@@ -44,6 +44,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from rsmoe.data.records import ASPECTS
+from rsmoe.params import QUESTION_TYPES
 
 # Number of experts -> expert name -> the aspects whose segments it writes (paper Table V).
 EXPERT_GROUPS: dict[int, dict[str, tuple[str, ...]]] = {
@@ -60,6 +61,7 @@ QTYPE_ASPECT: dict[str, str] = {
     "re_position": "relations", "area_comp": "relations", "road_ori": "relations",
     "image": "theme", "scene": "theme", "reasoning": "theme",
 }
+assert tuple(QTYPE_ASPECT) == QUESTION_TYPES, "rsmoe.params.QUESTION_TYPES and QTYPE_ASPECT name other types"
 
 
 class UnknownQuestionType(ValueError):
