@@ -191,18 +191,19 @@ def load_rgb(path: str | Path, bands: Sequence[int] = (0, 1, 2), *, max_pixels: 
 
 # The 8 views of the dihedral group D4 (an aerial crop has no "up"): identity, the two flips, the
 # three rotations (counter-clockwise) and the two transposes, in the order a first-n choice uses.
-DIHEDRAL_VIEWS = ("identity", "flip_lr", "flip_tb", "rot90", "rot180", "rot270", "transpose", "transverse")
+_DIHEDRAL = {
+    "identity": lambda a: a, "flip_lr": lambda a: a[:, ::-1], "flip_tb": lambda a: a[::-1],
+    "rot90": lambda a: np.rot90(a, 1), "rot180": lambda a: np.rot90(a, 2), "rot270": lambda a: np.rot90(a, 3),
+    "transpose": lambda a: a.swapaxes(0, 1), "transverse": lambda a: np.rot90(a, 2).swapaxes(0, 1),
+}
+DIHEDRAL_VIEWS = tuple(_DIHEDRAL)
 
 
 def dihedral_view(rgb: np.ndarray, view: str) -> np.ndarray:
     """An (H, W, C) image in one of `DIHEDRAL_VIEWS`, as a contiguous array."""
-    ops = {"identity": lambda a: a, "flip_lr": lambda a: a[:, ::-1], "flip_tb": lambda a: a[::-1],
-           "rot90": lambda a: np.rot90(a, 1), "rot180": lambda a: np.rot90(a, 2), "rot270": lambda a: np.rot90(a, 3),
-           "transpose": lambda a: a.transpose(1, 0, *range(2, a.ndim)),
-           "transverse": lambda a: np.rot90(a, 2).transpose(1, 0, *range(2, a.ndim))}
-    if view not in ops:
+    if view not in _DIHEDRAL:
         raise ValueError(f"unknown view {view!r}; one of {', '.join(DIHEDRAL_VIEWS)}")
-    return np.ascontiguousarray(ops[view](rgb))
+    return np.ascontiguousarray(_DIHEDRAL[view](rgb))
 
 
 def save_png(path: str | Path, rgb: np.ndarray) -> None:

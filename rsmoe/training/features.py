@@ -72,7 +72,8 @@ class FrozenFeatures:
     def image_tokens(self, paths: Sequence[Path], view: str = "identity") -> torch.Tensor:
         """-> F_I (B, T, D) for the image files, encoding only the ones not cached yet; `view`: one
         of `rsmoe.data.images.DIHEDRAL_VIEWS` (the flipped or rotated image's F_I, cached apart)."""
-        keys = [self._key(Path(p)) if view == "identity" else f"{self._key(Path(p))}-{view}" for p in paths]
+        suffix = "" if view == "identity" else f"-{view}"  # the plain image keeps its pre-views key
+        keys = [self._key(Path(p)) + suffix for p in paths]
         for i in [i for i, k in enumerate(keys) if self.images.get(k) is None]:
             # one image per forward: a conv's float result depends on the batch it runs in, and
             # an entry must not depend on which other images happened to be missing with it
