@@ -64,6 +64,9 @@ CONFIGS = {  # name -> the `-S` settings (paper table); every expert segment has
     # ours: the concept heads fitted on each train crop's 8 dihedral views (bench/augment_probe.py:
     # val objects missed 19.8 -> 10.8 %, hallucinated 13.6 -> 11.6 %, scene 79.5 -> 81.8 %)
     "concept-views-8": ["train.concept_views=8"],
+    # ours: after each object slot, where its class lies (" upper half.", 5 tokens), from a per-class head on
+    # the 3x3 cells' mean tokens (bench/position_probe.py: the caption's phrase on 37.8 % of val pairs vs 17.1 %)
+    "position-tokens": ["model.position_tokens=5"],
     # ours: the train images' concept tokens from heads fitted on the other 5 folds of source scenes
     "oof-5": ["train.concept_folds=5"],
 }

@@ -29,7 +29,6 @@ import os
 import sys
 from collections import Counter
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
@@ -38,12 +37,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from rsmoe.data.describe import _Group, _placement  # noqa: E402
+from rsmoe.data.describe import cells_placement, centres_placement  # noqa: E402
 from rsmoe.data.images import load_rgb  # noqa: E402
 from rsmoe.model import get_preset  # noqa: E402
 from rsmoe.model.encoders import build_image_encoder, preprocess  # noqa: E402
 from rsmoe.params import load_params  # noqa: E402
-from rsmoe.training.concepts import OBJECT_L2, _fit_linear  # noqa: E402
+from rsmoe.training.concepts import OBJECT_L2, _fit_linear, _masked_bce  # noqa: E402
 
 
 def crops(prepared: Path, split: str) -> list[dict]:
@@ -88,25 +87,20 @@ def occupancy(rows: list[dict], classes: list[str]) -> torch.Tensor:
     return y
 
 
-def phrase(category: str, centres: list[tuple[float, float]]) -> str:
-    p = _placement(_Group(category, tuple(SimpleNamespace(center=c) for c in centres), 1.0))
-    return p.kind if p.kind == "scattered" else f"{p.kind}: {p.where[0]}"
-
-
 def true_phrases(rows: list[dict], classes: list[str]) -> dict[tuple[int, str], str]:
     out = {}
     for n, a in enumerate(rows):
         size = float(a["window"][2])
         for c in {o["category"] for o in a["objects"]} & set(classes):
-            out[n, c] = phrase(c, [(o["center"][0] / size, o["center"][1] / size) for o in a["objects"]
-                                   if o["category"] == c])
+            out[n, c] = centres_placement([(min(o["center"][0] / size, 0.999), min(o["center"][1] / size, 0.999))
+                                           for o in a["objects"] if o["category"] == c])
     return out
 
 
-def predicted_phrase(category: str, prob: torch.Tensor) -> str:
-    """The position rule on one pseudo-object at the centre of each cell predicted occupied."""
-    cells = (prob > 0.5).nonzero()[:, 0].tolist() or [int(prob.argmax())]
-    return phrase(category, [((i % 3 + 0.5) / 3, (i // 3 + 0.5) / 3) for i in cells])
+def predicted_phrase(prob: torch.Tensor) -> str:
+    """The position rule on one pseudo-object at the centre of each cell predicted occupied
+    (`cells_placement`, what the concept tokens' position head does)."""
+    return cells_placement((prob > 0.5).nonzero()[:, 0].tolist() or [int(prob.argmax())])
 
 
 def cell_scores(pred: torch.Tensor, y: torch.Tensor, present: torch.Tensor) -> dict:
@@ -118,6 +112,27 @@ def cell_scores(pred: torch.Tensor, y: torch.Tensor, present: torch.Tensor) -> d
             "precision": round(100 * tp / max(p.sum().item(), 1), 2),
             "recall": round(100 * tp / max(t.sum().item(), 1), 2),
             "pairs": int(mask.sum().item())}
+
+
+def head_grid(ft, yt, fh, yh, truth: dict, classes: list[str]) -> dict:
+    """The pipeline's position head (`qformer.position_tokens`): the same features, but fitted only
+    on the (crop, cell) pairs of the classes present in the crop (at inference it is asked only
+    about the classes the object head names), for each L2; beside it the ceiling of its rule, the
+    phrase `cells_placement` gives on the true cells."""
+    present_t = (yt.sum(1) > 0).float()
+    mask = present_t.unsqueeze(1).expand_as(yt).reshape(-1, len(classes))
+    out = {"rule_on_true_cells": round(100 * sum(
+        cells_placement(yh[n, :, classes.index(c)].nonzero()[:, 0].tolist()) == v for (n, c), v in truth.items())
+        / len(truth), 2)}
+    for l2 in (1e-4, 1e-3, 1e-2, 1e-1):
+        w, b = _fit_linear(ft.reshape(-1, ft.shape[-1]), yt.reshape(-1, len(classes)), len(classes),
+                           _masked_bce(mask), l2)
+        prob = torch.sigmoid(fh @ w.t() + b)
+        said = {k: predicted_phrase(prob[k[0], :, classes.index(k[1])]) for k in truth}
+        out[f"l2={l2:g}"] = {"cells": cell_scores((prob > 0.5).float(), yh, (yh.sum(1) > 0).float()),
+                             "phrase_accuracy": round(100 * sum(said[k] == v for k, v in truth.items()) / len(truth), 2),
+                             "scattered_said": round(100 * sum(v == "scattered" for v in said.values()) / len(truth), 2)}
+    return out
 
 
 def main() -> None:
@@ -145,7 +160,7 @@ def main() -> None:
     truth = true_phrases(held, classes)
     train_truth = true_phrases(train, classes)
     majority = Counter(train_truth.values()).most_common(1)[0][0]
-    said = {k: predicted_phrase(k[1], prob[k[0], :, classes.index(k[1])]) for k in truth}
+    said = {k: predicted_phrase(prob[k[0], :, classes.index(k[1])]) for k in truth}
     pairs = len(truth)
     result = {
         "split": args.split, "train_crops": len(train), "eval_crops": len(held),
@@ -160,6 +175,7 @@ def main() -> None:
             "truth_scattered": round(100 * sum(v == "scattered" for v in truth.values()) / pairs, 2),
             "truth_phrases": dict(Counter(truth.values()).most_common(8)),
         },
+        "head": head_grid(ft, yt, fh, yh, truth, classes),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     print(json.dumps(result, indent=1))

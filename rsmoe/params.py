@@ -125,6 +125,9 @@ class ModelParams(Section):
     # `qformer.scene_tokens` / `object_tokens`: small 6 / 4, the paper presets 0); null: the preset's, 0: off
     scene_tokens: int | None = Field(None, ge=0)
     object_tokens: int | None = Field(None, ge=0)
+    # ...and after each slot's name, where the class lies ("in the upper half"), from a per-class
+    # head on the 3x3 cells' mean tokens (`qformer.position_tokens`: tokens per slot); null: the preset's, 0: off
+    position_tokens: int | None = Field(None, ge=0)
 
 
 class TrainParams(Section):

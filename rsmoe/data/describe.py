@@ -249,6 +249,33 @@ def _placement(g: _Group) -> _Placement:
     return _Placement("scattered")
 
 
+def cell_index(x: float, y: float) -> int:
+    """The 3x3 cell (3 * row + column, row 0 the top) of a centre normalised to [0, 1)."""
+    return 3 * min(int(y * 3), 2) + min(int(x * 3), 2)
+
+
+def cells_placement(cells: Sequence[int]) -> str:
+    """The position rule (`_placement`) on one pseudo-object at the centre of each occupied cell:
+    the phrase a caption writes ("in the top-left corner of the image", "in the upper half of the
+    image"; "scattered" for a spread class). What the concept tokens' position head can say, from
+    the cells it finds a class in; edges and "most" need real centres, so never come out of it."""
+    if not cells:
+        raise ValueError("cells_placement needs at least one occupied cell")
+    return centres_placement([((i % 3 + 0.5) / 3, (i // 3 + 0.5) / 3) for i in sorted(set(cells))])
+
+
+def centres_placement(centres: Sequence[tuple[float, float]]) -> str:
+    """The phrase a caption writes (`_placement`) for a class whose objects have these centres
+    (normalised to [0, 1]); "scattered" for a spread class."""
+    p = _placement(_Group("object", tuple(_Centre(c) for c in centres), 1.0))  # type: ignore[arg-type]
+    return "scattered" if p.kind == "scattered" else p.where[0]
+
+
+@dataclass(frozen=True)
+class _Centre:
+    center: tuple[float, float]
+
+
 def _rows(g: _Group) -> tuple[int, int] | None:
     """(rows, objects in them) when most objects of an elongated class are parallel and in rows."""
     if g.n < 3 or not _elongated(g):

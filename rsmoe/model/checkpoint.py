@@ -61,7 +61,7 @@ def vlm_group(name: str) -> str:
     return ("qformer_lora" if "lora_" in name else "queries" if name == "query_tokens"
             else "projection" if name.startswith(("projection.", "global_projection."))
             else "feature_stats" if name in ("feature_mean", "feature_std")
-            else "concept_heads" if name.startswith(("scene_", "object_")) else "qformer_base")
+            else "concept_heads" if name.startswith(("scene_", "object_", "position_")) else "qformer_base")
 
 
 def vlm_state(model) -> dict[str, torch.Tensor]:

@@ -61,6 +61,11 @@ class QFormerSpec(Spec):
     scene_types: tuple[str, ...] = ()  # the scene head's classes: set from the train split by Stage I
     object_tokens: int = Field(0, ge=0)
     object_classes: tuple[str, ...] = ()  # the presence head's DOTA classes: set from the train split
+    # Position tokens: after each object slot's name, `position_tokens` tokens saying where the class
+    # lies in the frame, the captions' phrase ("in the upper half", "in the top-left corner") chosen
+    # from the 3x3 cells a per-class head finds it in (each cell's mean token beside the image's
+    # mean: F_I must be a square grid of tokens). 0 = off; needs object tokens.
+    position_tokens: int = Field(0, ge=0)
     path: str | None = None  # instructblip: the same local InstructBLIP folder (qformer.* weights)
 
     @property
@@ -70,6 +75,10 @@ class QFormerSpec(Spec):
     @property
     def has_object_tokens(self) -> bool:
         return self.object_tokens > 0 and len(self.object_classes) >= 1
+
+    @property
+    def has_position_tokens(self) -> bool:
+        return self.position_tokens > 0 and self.has_object_tokens
 
     @property
     def object_slots(self) -> int:

@@ -3,6 +3,8 @@ learnable query tokens and a linear projection to the LLM width, F_VLM = FC(QFor
 from __future__ import annotations
 
 import json
+import math
+from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -11,11 +13,42 @@ from safetensors.torch import load_file
 from torch import nn
 from transformers import AutoTokenizer, InstructBlipQFormerConfig, InstructBlipQFormerModel
 
+from rsmoe.data.describe import cells_placement
 from rsmoe.model.encoders import require_path, read_prefixed
 from rsmoe.model.presets import OBJECT_NAME_TOKENS, QFORMER_LORA_TARGETS, LoraSpec, QFormerSpec
 from rsmoe.model.weights import WeightsError, minilm_folder
 
 BERT_VOCAB = 30522
+
+
+def _placements() -> tuple[tuple[str, ...], list[int]]:
+    """The phrases the position head can say (`cells_placement` of every non-empty set of the
+    3x3 cells, first seen first) and, for each 9-bit mask of occupied cells, its phrase's index."""
+    phrases: list[str] = []
+    table = [0]
+    for mask in range(1, 512):
+        p = cells_placement([i for i in range(9) if mask >> i & 1])
+        if p not in phrases:
+            phrases.append(p)
+        table.append(phrases.index(p))
+    return tuple(phrases), table
+
+
+PLACEMENTS, _PLACEMENT_OF_MASK = _placements()
+
+
+@lru_cache(maxsize=8)
+def _cell_pool(side: int) -> torch.Tensor:
+    """(9, side * side): averages a square grid of tokens (row-major, row 0 the top) over each
+    3x3 cell, a token counted in the cell its centre lies in."""
+    if side < 3:
+        raise ValueError(f"position tokens need a grid of at least 3x3 image tokens, got {side}x{side}")
+    cell = [int((i + 0.5) / side * 3) for i in range(side)]
+    pool = torch.zeros(9, side * side)
+    for r in range(side):
+        for c in range(side):
+            pool[3 * cell[r] + cell[c], r * side + c] = 1.0
+    return pool / pool.sum(1, keepdim=True)
 
 
 class VLMEncoder(nn.Module):
@@ -43,6 +76,14 @@ class VLMEncoder(nn.Module):
             self.object_bias = nn.Parameter(torch.zeros(k), requires_grad=False)
             # one row per class and a last one for an empty slot, OBJECT_NAME_TOKENS tokens each
             self.object_phrases = nn.Parameter(torch.zeros(k + 1, OBJECT_NAME_TOKENS, llm_dim), requires_grad=False)
+        if spec.has_position_tokens:  # per class, "is an object's centre in this cell?" on each cell's features
+            k = len(spec.object_classes)
+            self.position_weight = nn.Parameter(torch.zeros(k, 2 * image_dim), requires_grad=False)
+            self.position_bias = nn.Parameter(torch.zeros(k), requires_grad=False)
+            # one row per PLACEMENTS phrase and a last one for an empty slot
+            self.position_phrases = nn.Parameter(torch.zeros(len(PLACEMENTS) + 1, spec.position_tokens, llm_dim),
+                                                 requires_grad=False)
+            self.register_buffer("placement_of_mask", torch.tensor(_PLACEMENT_OF_MASK), persistent=False)
         if load_weights and spec.init == "minilm":
             _load_minilm(self.qformer)
         elif load_weights and spec.init == "instructblip":
@@ -80,6 +121,13 @@ class VLMEncoder(nn.Module):
             raise ValueError("this model has no object tokens (qformer.object_tokens 0, or no object_classes)")
         self._set("object", weight=weight, bias=bias, phrases=phrases)
 
+    def set_position_head(self, weight: torch.Tensor, bias: torch.Tensor, phrases: torch.Tensor) -> None:
+        """The per-class cell-occupancy classifier on `cell_features` (K, 2 D_img), (K,) and each
+        PLACEMENTS phrase as LLM token embeddings, then an empty slot's (P + 1, position_tokens, D_llm)."""
+        if not self.spec.has_position_tokens:
+            raise ValueError("this model has no position tokens (qformer.position_tokens 0, or no object tokens)")
+        self._set("position", weight=weight, bias=bias, phrases=phrases)
+
     @torch.no_grad()
     def _set(self, head: str, **values: torch.Tensor) -> None:
         for name, value in values.items():
@@ -99,6 +147,35 @@ class VLMEncoder(nn.Module):
         mean = image_tokens.mean(1)
         return torch.cat([mean, (image_tokens - mean.unsqueeze(1)).pow(2).mean(1).sqrt()], dim=-1)
 
+    @staticmethod
+    def cell_features(image_tokens: torch.Tensor) -> torch.Tensor:
+        """(B, T, D_img) tokens of a square grid (after a class token, for a ViT) -> (B, 9, 2 D_img):
+        each 3x3 cell's mean token beside the grid's mean token (cell 3 * row + column, row 0 the top)."""
+        n = image_tokens.shape[1]
+        if math.isqrt(n) ** 2 != n:
+            if math.isqrt(n - 1) ** 2 != n - 1:
+                raise ValueError(f"position tokens need a square grid of image tokens, got {n}")
+            image_tokens = image_tokens[:, 1:]  # the class token
+        pool = _cell_pool(math.isqrt(image_tokens.shape[1])).to(device=image_tokens.device, dtype=image_tokens.dtype)
+        cells = torch.einsum("ct,btd->bcd", pool, image_tokens)
+        return torch.cat([cells, image_tokens.mean(1, keepdim=True).expand_as(cells)], dim=-1)
+
+    def cell_logits(self, cell_features: torch.Tensor) -> torch.Tensor:
+        """(B, 9, 2 D_img) -> (B, 9, K): per cell and class, the logit that an object's centre is in it."""
+        return cell_features.float() @ self.position_weight.t() + self.position_bias
+
+    def placements_of(self, cell_logits: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+        """(B, 9, K) cell logits, (B, slots) class indices -> (B, slots) PLACEMENTS indices: the
+        position rule on the cells the slot's class is found in (logit > 0; the likeliest cell when
+        none is), len(PLACEMENTS) (the empty phrase) for an empty slot. A gather, so ONNX keeps it."""
+        k = len(self.spec.object_classes)
+        idx = slots.clamp(max=k - 1).unsqueeze(1).expand(-1, cell_logits.shape[1], -1)
+        per = cell_logits.gather(2, idx).transpose(1, 2)  # (B, slots, 9)
+        on = (per > 0) | ((per == per.max(-1, keepdim=True).values) & ~(per > 0).any(-1, keepdim=True))
+        bits = torch.tensor([1 << i for i in range(per.shape[-1])], device=per.device)
+        phrase = self.placement_of_mask[(on.long() * bits).sum(-1)]
+        return torch.where(slots < k, phrase, torch.full_like(phrase, len(PLACEMENTS)))
+
     def scene_logits(self, pooled: torch.Tensor) -> torch.Tensor:
         return pooled.float() @ self.scene_weight.t() + self.scene_bias
 
@@ -114,21 +191,28 @@ class VLMEncoder(nn.Module):
         top, idx = object_logits.topk(self.spec.object_slots, dim=-1)
         return torch.where(top > 0, idx, torch.full_like(idx, len(self.spec.object_classes)))
 
-    def concept_tokens(self, scene_logits: torch.Tensor | None, object_logits: torch.Tensor | None) -> torch.Tensor:
-        """The heads' logits (B, S types), (B, K classes) -> the LLM tokens they give (B, S + O, D_llm),
-        float: the scene-type names' embeddings mixed by the softmax, then each slot's class name."""
+    def concept_tokens(self, scene_logits: torch.Tensor | None, object_logits: torch.Tensor | None,
+                       cell_logits: torch.Tensor | None = None) -> torch.Tensor:
+        """The heads' logits (B, S types), (B, K classes), (B, 9, K) cells -> the LLM tokens they give
+        (B, S + O, D_llm), float: the scene-type names' embeddings mixed by the softmax, then each
+        slot's class name, followed (position tokens) by where that class lies."""
         parts = []
         if self.spec.has_scene_tokens:  # (B, S) probabilities mix the names' embeddings (S, L, D)
             parts.append(torch.einsum("bs,sld->bld", scene_logits.softmax(-1), self.scene_phrases.float()))
-        if self.spec.has_object_tokens:  # (B, slots) -> (B, slots, L, D) -> (B, slots * L, D)
-            parts.append(self.object_phrases[self.slots_of(object_logits)].flatten(1, 2).float())
+        if self.spec.has_object_tokens:  # (B, slots) -> (B, slots, L [+ P], D) -> (B, slots * (L [+ P]), D)
+            slots = self.slots_of(object_logits)
+            names = self.object_phrases[slots]
+            if self.spec.has_position_tokens:
+                names = torch.cat([names, self.position_phrases[self.placements_of(cell_logits, slots)]], dim=2)
+            parts.append(names.flatten(1, 2).float())
         return torch.cat(parts, dim=1)
 
     @property
     def n_concept_tokens(self) -> int:
         """How many of F_VLM's last tokens are concept tokens (scene, then object slots)."""
+        per_slot = OBJECT_NAME_TOKENS + (self.spec.position_tokens if self.spec.has_position_tokens else 0)
         return (self.spec.scene_tokens if self.spec.has_scene_tokens else 0) + (
-            self.spec.object_slots * OBJECT_NAME_TOKENS if self.spec.has_object_tokens else 0)
+            self.spec.object_slots * per_slot if self.spec.has_object_tokens else 0)
 
     def forward(self, image_tokens: torch.Tensor, input_ids: torch.Tensor,
                 attention_mask: torch.Tensor) -> torch.Tensor:
@@ -150,9 +234,11 @@ class VLMEncoder(nn.Module):
         if self.global_projection is not None:
             parts.append(self.global_projection(pooled).view(batch, -1, feats.shape[-1]))
         if self.spec.has_scene_tokens or self.spec.has_object_tokens:
-            parts.append(self.concept_tokens(self.scene_logits(pooled) if self.spec.has_scene_tokens else None,
-                                             self.object_logits(pooled) if self.spec.has_object_tokens else None
-                                             ).to(feats.dtype))
+            parts.append(self.concept_tokens(
+                self.scene_logits(pooled) if self.spec.has_scene_tokens else None,
+                self.object_logits(pooled) if self.spec.has_object_tokens else None,
+                self.cell_logits(self.cell_features(image_tokens)) if self.spec.has_position_tokens else None,
+            ).to(feats.dtype))
         return torch.cat(parts, dim=1)
 
 

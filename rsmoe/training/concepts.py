@@ -12,22 +12,29 @@ global tokens. So the small preset fits those probes itself, before Stage I, on 
   presence; the LLM gets the names of the classes it finds present (probability > 0.5), most
   likely first, each slot " small vehicles," as token embeddings, "." in the empty slots.
 
-Both are fitted with L-BFGS, full batch, deterministic, in seconds on a CPU, and never trained
+- position tokens (`qformer.position_tokens`, after each object slot's name): one logistic
+  regression per class on each 3x3 cell's mean token (beside the image's mean) says whether an
+  object of the class has its centre there, fitted on the crops where the class is present; the
+  cells it finds give the captions' position phrase ("in the upper half", `cells_placement`).
+
+All are fitted with L-BFGS, full batch, deterministic, in seconds on a CPU, and never trained
 after: the caption loss trains what reads them, not what they say. The classes come from the
 train split's annotations (`with_concepts`); a set without them (Karpathy, folder) has neither.
 """
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from rsmoe.data.describe import NOUNS
-from rsmoe.data.images import DIHEDRAL_VIEWS
+from rsmoe.data.describe import NOUNS, cells_placement, centres_placement
+from rsmoe.data.images import DIHEDRAL_VIEWS, dihedral_view
 from rsmoe.model.presets import OBJECT_NAME_TOKENS
+from rsmoe.model.vlm import PLACEMENTS
 
 log = logging.getLogger("rsmoe")
 
@@ -36,6 +43,9 @@ log = logging.getLogger("rsmoe")
 # objects: L2 1e-3 / 1e-2 / 1e-1 gave hallucinated 13.6 / 15.2 / 19.5 % and missed 19.8 / 24.3 / 40.5 %.
 SCENE_L2 = 1e-2
 OBJECT_L2 = 1e-3
+# positions (bench/position_probe.py, val, the caption's phrase from the head's cells): L2 1e-4 / 1e-3 / 1e-2
+# / 1e-1 gave 33.3 / 34.2 / 37.8 / 31.5 % (always "scattered": 17.1 %; the rule on the true cells: 71.2 %)
+POSITION_L2 = 1e-2
 
 
 def scene_types(examples: Sequence) -> tuple[str, ...]:
@@ -92,11 +102,40 @@ def phrase_embeddings(model, phrases: Sequence[str], length: int) -> torch.Tenso
         return embed(torch.tensor(rows, device=embed.weight.device)).float()
 
 
-def _pooled(model, features, images: Sequence, view: str = "identity") -> torch.Tensor:
+def placement_phrase(placement: str) -> str:
+    """How a slot's position tokens write a PLACEMENTS phrase, short ("in the top-left corner of the
+    image" -> " top-left corner.", 5 SmolLM2 tokens, the longest): " upper half.", " spread all over."."""
+    if placement == "scattered":
+        return " spread all over."
+    where = placement.removesuffix(" of the image").split(" ", 2)[-1]  # "in the ", "at the ", "on the "
+    return f" {where}."
+
+
+def _pooled(model, features, images: Sequence, view: str = "identity", cells: bool = False):
+    """Each image's pooled standardised F_I (N, 2 D_img) in `view`, and with `cells` its
+    `cell_features` too (N, 9, 2 D_img)."""
     bar = tqdm(images, desc=f"concept views ({view})", unit="img", disable=view == "identity", leave=False)
+    pooled, cell = [], []
     with torch.no_grad():
-        rows = [model.vlm.pooled(model.vlm.standardized(features.image_tokens([p], view))) for p in bar]
-    return torch.cat(rows).float()
+        for p in bar:
+            tokens = model.vlm.standardized(features.image_tokens([p], view))
+            pooled.append(model.vlm.pooled(tokens))
+            if cells:
+                cell.append(model.vlm.cell_features(tokens))
+    return torch.cat(pooled).float(), torch.cat(cell).float() if cells else None
+
+
+def _view_cells(view: str) -> list[int]:
+    """For each 3x3 cell of the image in `view`, the cell of the original image it shows."""
+    return dihedral_view(torch.arange(9).view(3, 3, 1).numpy(), view).reshape(-1).tolist()
+
+
+def _masked_bce(mask: torch.Tensor):
+    """Binary cross-entropy averaged over the entries where `mask` is 1 (the others do not count)."""
+    def loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        per = F.binary_cross_entropy_with_logits(logits, y, reduction="none")
+        return (per * mask).sum() / mask.sum().clamp(min=1)
+    return loss
 
 
 def _fit_linear(x: torch.Tensor, y: torch.Tensor, n_out: int, loss_fn, l2: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -115,26 +154,52 @@ def _fit_linear(x: torch.Tensor, y: torch.Tensor, n_out: int, loss_fn, l2: float
     return weight.detach(), bias.detach()
 
 
-def _labelled(model, features, examples: Sequence, views: int = 1):
-    """The annotated train images, their pooled F_I in the first `views` of DIHEDRAL_VIEWS (V, N,
-    2 D_img; [0] is the image as it is), scene-type index (N,; -1 where the type is not one of the
-    model's) and object presence (N, K)."""
+@dataclass
+class _Labelled:
+    """The annotated train images and what the heads are fitted on: pooled F_I in the first V of
+    DIHEDRAL_VIEWS (V, N, 2 D_img; [0] is the image as it is), the scene-type index (N,; -1 where
+    the type is not one of the model's), object presence (N, K) and, with position tokens, the
+    cell features (V, N, 9, 2 D_img) and cell occupancy in each view (V, N, 9, K)."""
+
+    images: list
+    x: torch.Tensor
+    scene: torch.Tensor
+    present: torch.Tensor | None
+    cells: torch.Tensor | None = None
+    occupied: torch.Tensor | None = None
+
+
+def _labelled(model, features, examples: Sequence, views: int = 1) -> _Labelled:
     q = model.preset.qformer
     annotated = {e.image: e.content for e in examples if getattr(e, "content", None)}
     images = list(annotated)
-    x = torch.stack([_pooled(model, features, images, v) for v in DIHEDRAL_VIEWS[:views]])
+    read = [_pooled(model, features, images, v, cells=q.has_position_tokens) for v in DIHEDRAL_VIEWS[:views]]
+    x = torch.stack([r[0] for r in read])
     types = list(q.scene_types)
     scene = torch.tensor([types.index(annotated[p]["scene_type"]) if annotated[p].get("scene_type") in types else -1
                           for p in images], device=x.device)
     present = torch.tensor([[float(annotated[p]["counts"].get(c, 0) > 0) for c in q.object_classes] for p in images],
                            device=x.device) if q.has_object_tokens else None
-    return images, x, scene, present
+    out = _Labelled(images, x, scene, present)
+    if q.has_position_tokens:
+        if any("cells" not in annotated[p] for p in images):
+            raise ValueError("position tokens need the objects' centres (cells) in the train annotations")
+        occ = torch.zeros(len(images), 9, len(q.object_classes), device=x.device)
+        for n, p in enumerate(images):
+            for c, cells in annotated[p]["cells"].items():
+                if c in q.object_classes:
+                    occ[n, cells, q.object_classes.index(c)] = 1.0
+        out.cells = torch.stack([r[1] for r in read])
+        out.occupied = torch.stack([occ[:, _view_cells(v)] for v in DIHEDRAL_VIEWS[:views]])
+    return out
 
 
-def _fit_heads(q, x: torch.Tensor, scene: torch.Tensor, present: torch.Tensor | None, rows: torch.Tensor):
-    """The scene and object heads (each (weight, bias), or None where the model has none) fitted on
-    the given rows of x (V, N, D), every view of a row a training row of its own with its labels."""
-    heads = {"scene": None, "objects": None}
+def _fit_heads(q, data: _Labelled, rows: torch.Tensor):
+    """The scene, object and position heads (each (weight, bias), or None where the model has none)
+    fitted on the given rows, every view of a row a training row of its own with its labels; the
+    position head on the (row, cell) pairs of the classes present there."""
+    x, scene, present = data.x, data.scene, data.present
+    heads = {"scene": None, "objects": None, "positions": None}
 
     def views_of(r: torch.Tensor) -> torch.Tensor:
         return x[:, r].reshape(-1, x.shape[-1])
@@ -148,14 +213,24 @@ def _fit_heads(q, x: torch.Tensor, scene: torch.Tensor, present: torch.Tensor | 
     if q.has_object_tokens:
         heads["objects"] = _fit_linear(views_of(rows), present[rows].repeat(len(x), 1), len(q.object_classes),
                                        F.binary_cross_entropy_with_logits, OBJECT_L2)
+    if q.has_position_tokens:
+        k = len(q.object_classes)
+        mask = present[rows].unsqueeze(1).expand(-1, 9, -1).repeat(len(x), 1, 1).reshape(-1, k)
+        heads["positions"] = _fit_linear(data.cells[:, rows].reshape(-1, data.cells.shape[-1]),
+                                         data.occupied[:, rows].reshape(-1, k), k, _masked_bce(mask), POSITION_L2)
     return heads
 
 
-def _logits(heads: dict, x: torch.Tensor) -> dict:
-    return {k: None if h is None else x @ h[0].t() + h[1] for k, h in heads.items()}
+def _logits(heads: dict, x: torch.Tensor, cells: torch.Tensor | None = None) -> dict:
+    """The heads' logits on pooled F_I (N, 2 D) and, for the position head, cell features (N, 9, 2 D)."""
+    return {k: None if h is None else (cells if k == "positions" else x) @ h[0].t() + h[1] for k, h in heads.items()}
 
 
-def _accuracy(q, logits: dict, scene: torch.Tensor, present: torch.Tensor | None) -> dict:
+def _accuracy(q, logits: dict, data: _Labelled, rows: torch.Tensor | None = None) -> dict:
+    """What the heads' logits (rows of `data`, all by default) reach on the images as they are."""
+    rows = torch.arange(len(data.images)) if rows is None else rows
+    scene = data.scene[rows]
+    present = None if data.present is None else data.present[rows]
     out = {}
     if logits["scene"] is not None:
         ok = scene >= 0
@@ -164,7 +239,27 @@ def _accuracy(q, logits: dict, scene: torch.Tensor, present: torch.Tensor | None
     if logits["objects"] is not None:
         out["objects"] = {"classes": len(q.object_classes), "images": len(present),
                           **presence_errors((logits["objects"] > 0).tolist(), present.bool().tolist())}
+    if logits.get("positions") is not None:
+        out["positions"] = placement_scores(logits["positions"], data.occupied[0, rows], present)
     return out
+
+
+def placement_scores(cell_logits: torch.Tensor, occupied: torch.Tensor, present: torch.Tensor) -> dict:
+    """The position head against the cells (N, 9, K) of the classes present (N, K): accuracy,
+    precision and recall of "occupied" over their cells, and how often the phrase it gives is the
+    one the same rule gives on the true cells."""
+    mask = present.bool().unsqueeze(1).expand_as(occupied)
+    said, true = (cell_logits > 0)[mask], occupied.bool()[mask]
+    pairs = present.nonzero().tolist()
+    same = 0
+    for n, k in pairs:
+        col = cell_logits[n, :, k]
+        cells = (col > 0).nonzero()[:, 0].tolist() or [int(col.argmax())]
+        same += cells_placement(cells) == cells_placement(occupied[n, :, k].nonzero()[:, 0].tolist())
+    tp = (said & true).sum().item()
+    return {"pairs": len(pairs), "cell_precision": round(100.0 * tp / max(said.sum().item(), 1), 2),
+            "cell_recall": round(100.0 * tp / max(true.sum().item(), 1), 2),
+            "phrase_accuracy": round(100.0 * same / max(len(pairs), 1), 2)}
 
 
 def fit_concept_heads(model, features, examples: Sequence, views: int = 1) -> dict | None:
@@ -176,15 +271,18 @@ def fit_concept_heads(model, features, examples: Sequence, views: int = 1) -> di
     q = model.preset.qformer
     if not (q.has_scene_tokens or q.has_object_tokens):
         return None
-    images, x, scene, present = _labelled(model, features, examples, views)
-    heads = _fit_heads(q, x, scene, present, torch.arange(len(images), device=x.device))
+    data = _labelled(model, features, examples, views)
+    heads = _fit_heads(q, data, torch.arange(len(data.images), device=data.x.device))
     if heads["scene"] is not None:
         model.vlm.set_scene_head(*heads["scene"], phrase_embeddings(model, [f" {t}." for t in q.scene_types],
                                                                     q.scene_tokens))
     if heads["objects"] is not None:
         phrases = [f" {object_name(c)}," for c in q.object_classes] + [""]  # the last row: an empty slot
         model.vlm.set_object_head(*heads["objects"], phrase_embeddings(model, phrases, OBJECT_NAME_TOKENS))
-    summary = _accuracy(q, _logits(heads, x[0]), scene, present)
+    if heads["positions"] is not None:
+        phrases = [placement_phrase(p) for p in PLACEMENTS] + [""]
+        model.vlm.set_position_head(*heads["positions"], phrase_embeddings(model, phrases, q.position_tokens))
+    summary = _accuracy(q, _logits(heads, data.x[0], None if data.cells is None else data.cells[0]), data)
     summary["views"] = views
     if "scene" in summary:
         summary["scene"]["train_accuracy"] = summary["scene"].pop("accuracy")
@@ -215,7 +313,8 @@ def out_of_fold_concepts(model, features, examples: Sequence, folds: int, views:
     q = model.preset.qformer
     if folds < 2 or not (q.has_scene_tokens or q.has_object_tokens):
         return None
-    images, x, scene, present = _labelled(model, features, examples, views)
+    data = _labelled(model, features, examples, views)
+    images, x = data.images, data.x
     names = sorted({source_scene(p) for p in images})
     if len(names) < folds:
         raise ValueError(f"train.concept_folds: {folds} folds need as many source scenes; the train split has "
@@ -224,16 +323,19 @@ def out_of_fold_concepts(model, features, examples: Sequence, folds: int, views:
     fold = torch.tensor([fold_of[source_scene(p)] for p in images], device=x.device)
     logits = {"scene": torch.zeros(len(images), len(q.scene_types), device=x.device) if q.has_scene_tokens else None,
               "objects": torch.zeros(len(images), len(q.object_classes), device=x.device)
-              if q.has_object_tokens else None}
+              if q.has_object_tokens else None,
+              "positions": torch.zeros(len(images), 9, len(q.object_classes), device=x.device)
+              if q.has_position_tokens else None}
     for f in range(folds):
         held = (fold == f).nonzero()[:, 0]
-        part = _logits(_fit_heads(q, x, scene, present, (fold != f).nonzero()[:, 0]), x[0, held])
+        part = _logits(_fit_heads(q, data, (fold != f).nonzero()[:, 0]), x[0, held],
+                       None if data.cells is None else data.cells[0, held])
         for k, v in part.items():
             if v is not None:
                 logits[k][held] = v
     with torch.no_grad():
-        tokens = model.vlm.concept_tokens(logits["scene"], logits["objects"])
-    summary = {"folds": folds, **_accuracy(q, logits, scene, present)}
+        tokens = model.vlm.concept_tokens(logits["scene"], logits["objects"], logits["positions"])
+    summary = {"folds": folds, **_accuracy(q, logits, data)}
     log.info("concept tokens of the train images from out-of-fold heads (%d folds by source scene): %s",
              folds, summary)
     return dict(zip(images, tokens)), summary
@@ -259,8 +361,8 @@ def presence_errors(predicted: Sequence[Sequence[bool]], truth: Sequence[Sequenc
 
 
 def predict_concepts(model, features, images: Sequence) -> list[dict] | None:
-    """What the model's concept tokens say for each image: {"scene": type, "objects": [classes]},
-    None when it has neither."""
+    """What the model's concept tokens say for each image: {"scene": type, "objects": [classes],
+    "positions": {class: PLACEMENTS phrase}} (those it has), None when it has neither."""
     q = model.preset.qformer
     if not (q.has_scene_tokens or q.has_object_tokens):
         return None
@@ -272,15 +374,21 @@ def predict_concepts(model, features, images: Sequence) -> list[dict] | None:
             if q.has_scene_tokens:
                 row["scene"] = q.scene_types[int(model.vlm.scene_logits(pooled).argmax())]
             if q.has_object_tokens:
-                row["objects"] = [q.object_classes[i] for i in model.vlm.object_slots(pooled)[0].tolist()
-                                  if i < len(q.object_classes)]
+                slots = model.vlm.object_slots(pooled)
+                row["objects"] = [q.object_classes[i] for i in slots[0].tolist() if i < len(q.object_classes)]
+            if q.has_position_tokens:
+                cells = model.vlm.cell_logits(model.vlm.cell_features(model.vlm.standardized(features.image_tokens([p]))))
+                row["positions"] = {q.object_classes[i]: PLACEMENTS[j] for i, j in
+                                    zip(slots[0].tolist(), model.vlm.placements_of(cells, slots)[0].tolist())
+                                    if i < len(q.object_classes)}
             out.append(row)
     return out
 
 
 def concept_accuracy(predicted: Sequence[dict] | None, records: Sequence[dict]) -> dict | None:
-    """The concept heads on annotated records (prepared DOTA crops): scene-type accuracy, and the
-    hallucinated / missed percent of the object classes they name (what the LLM was told)."""
+    """The concept heads on annotated records (prepared DOTA crops): scene-type accuracy, the
+    hallucinated / missed percent of the object classes they name (what the LLM was told) and,
+    with position tokens, how often the place they give a named class present is the caption's."""
     if not predicted:
         return None
     out = {}
@@ -294,4 +402,22 @@ def concept_accuracy(predicted: Sequence[dict] | None, records: Sequence[dict]) 
         classes = sorted({c for said, there in rows for c in [*said, *there]})
         out["objects"] = presence_errors([[c in said for c in classes] for said, _ in rows],
                                          [[c in there for c in classes] for _, there in rows])
+    placed = [(said, where) for p, r in zip(predicted, records) if "positions" in p and r.get("window")
+              for said, where in _placements_told(p["positions"], r)]
+    if placed:
+        out["positions"] = {"pairs": len(placed),
+                            "phrase_accuracy": round(100.0 * sum(a == b for a, b in placed) / len(placed), 2)}
     return out or None
+
+
+def _placements_told(positions: dict, record: dict) -> list[tuple[str, str]]:
+    """(phrase the position tokens gave, phrase the caption rule gives) for each class the object
+    tokens named that the record holds."""
+    size = float(record["window"][2])
+    out = []
+    for c, said in positions.items():
+        centres = [tuple(min(max(v / size, 0.0), 0.999) for v in o["center"]) for o in record["objects"]
+                   if o["category"] == c]
+        if centres:
+            out.append((said, centres_placement(centres)))
+    return out

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rsmoe.data.aspects import expert_for, group_segments, split_caption
+from rsmoe.data.describe import cell_index
 from rsmoe.data.loaders import load_prepared, references, split_records
 from rsmoe.errors import InputError
 
@@ -21,7 +22,8 @@ class Example:
     caption: str  # RSICap `text_output` (the answer, for a QA example): the Stage I target
     segments: dict[str, str]  # one target per expert (aspect groups for N experts; a QA example: one expert)
     prompt: str | None = None  # the LLM prompt in Stage II; None: each expert's aspect instruction
-    # what the crop's annotations say it shows: {"scene_type": str | None, "counts": {category: n}}
+    # what the crop's annotations say it shows: {"scene_type": str | None, "counts": {category: n},
+    # "cells": {category: [3x3 cells its objects' centres lie in]}}
     # (prepared DOTA crops); None for a record without object annotations (human RSICap captions)
     content: dict | None = None
     # a QA dialogue (`train.qa_format: dialogue`): the crop's (question, answer, expert) turns, trained
@@ -90,9 +92,15 @@ def _content(record: dict) -> dict | None:
     if "objects" not in record:
         return None
     counts: dict[str, int] = {}
+    cells: dict[str, set[int]] = {}
+    size = float(record["window"][2]) if record.get("window") else None
     for obj in record["objects"]:
         counts[obj["category"]] = counts.get(obj["category"], 0) + 1
-    return {"scene_type": record.get("scene_type"), "counts": counts}
+        if size and obj.get("center"):
+            x, y = (min(max(v / size, 0.0), 0.999) for v in obj["center"])
+            cells.setdefault(obj["category"], set()).add(cell_index(x, y))
+    return {"scene_type": record.get("scene_type"), "counts": counts,
+            "cells": {c: sorted(v) for c, v in cells.items()}}
 
 
 def _stable(key: str) -> int:

@@ -21,7 +21,7 @@ def preset_from(params: Params) -> Preset:
         overrides["qformer"] = {"path": str(m.instructblip)}
     if m.llm:
         overrides["llm"] = {"path": str(m.llm)}
-    for key in ("scene_tokens", "object_tokens"):
+    for key in ("scene_tokens", "object_tokens", "position_tokens"):
         if getattr(m, key) is not None:
             overrides["qformer"] = {**overrides.get("qformer", {}), key: getattr(m, key)}
     return get_preset(m.preset, **overrides)
