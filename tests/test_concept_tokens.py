@@ -18,7 +18,7 @@ from rsmoe.training.concepts import (concept_accuracy, fit_concept_heads, object
                                      scene_types, source_scene, with_concepts, with_concepts_of)
 from rsmoe.training.data import Example, load_examples
 from rsmoe.training.features import FrozenFeatures
-from train_fixtures import make_prepared, tiny_params
+from train_fixtures import annotate_crops, fitted_concepts, make_prepared, tiny_params
 
 TYPES = ("airport", "harbor")
 CLASSES = ("plane", "ship", "small-vehicle")
@@ -41,23 +41,12 @@ def _preset(slots: int = 2):
 def prepared(tmp_path_factory):
     """8 random-pixel train crops with real captions, airport / harbor alternately, with objects."""
     root = tmp_path_factory.mktemp("concepts")
-    out = make_prepared(root, n=8)
-    caps = json.loads((out / "captions.json").read_text())
-    for i, a in enumerate(caps["annotations"]):
-        a["scene_type"] = TYPES[i % 2]
-        a["objects"] = _objects(i)
-    (out / "captions.json").write_text(json.dumps(caps))
-    return out
+    return annotate_crops(make_prepared(root, n=8), lambda i: {"scene_type": TYPES[i % 2], "objects": _objects(i)})
 
 
 @pytest.fixture(scope="module")
 def fitted(prepared, tmp_path_factory):
-    model = RSMoE(_preset())
-    examples = load_examples(prepared, "train", 3)
-    features = FrozenFeatures(model, tmp_path_factory.mktemp("features"))
-    features.fit_feature_stats([e.image for e in examples])
-    summary = fit_concept_heads(model, features, examples)
-    return model, features, examples, summary
+    return fitted_concepts(RSMoE(_preset()), prepared, tmp_path_factory.mktemp("features"))
 
 
 def _pooled(model, tokens):

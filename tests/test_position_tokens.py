@@ -1,8 +1,6 @@
 """Position tokens (`qformer.position_tokens`): after each object slot's class name, where that
 class lies in the frame, the captions' position phrase chosen from the 3x3 cells a per-class head
 on each cell's mean token finds it in. On the tiny preset (a 4x4 ViT grid after its class token)."""
-import json
-
 import numpy as np
 import pytest
 import torch
@@ -18,7 +16,7 @@ from rsmoe.training.concepts import (_view_cells, concept_accuracy, fit_concept_
                                      phrase_embeddings, placement_phrase, predict_concepts)
 from rsmoe.training.data import load_examples
 from rsmoe.training.features import FrozenFeatures
-from train_fixtures import make_prepared, tiny_params
+from train_fixtures import annotate_crops, fitted_concepts, make_prepared, tiny_params
 
 CLASSES = ("plane", "ship")
 P = 5  # position tokens per slot
@@ -40,21 +38,13 @@ def _preset(position_tokens: int = P):
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
-    out = make_prepared(tmp_path_factory.mktemp("positions"), n=8)
-    caps = json.loads((out / "captions.json").read_text())
-    for i, a in enumerate(caps["annotations"]):
-        a.update(scene_type=("airport", "harbor")[i % 2], window=[0, 0, 512], objects=_objects(i))
-    (out / "captions.json").write_text(json.dumps(caps))
-    return out
+    return annotate_crops(make_prepared(tmp_path_factory.mktemp("positions"), n=8), lambda i: {
+        "scene_type": ("airport", "harbor")[i % 2], "window": [0, 0, 512], "objects": _objects(i)})
 
 
 @pytest.fixture(scope="module")
 def fitted(prepared, tmp_path_factory):
-    model = RSMoE(_preset())
-    examples = load_examples(prepared, "train", 3)
-    features = FrozenFeatures(model, tmp_path_factory.mktemp("features"))
-    features.fit_feature_stats([e.image for e in examples])
-    return model, features, examples, fit_concept_heads(model, features, examples)
+    return fitted_concepts(RSMoE(_preset()), prepared, tmp_path_factory.mktemp("features"))
 
 
 def test_the_rule_on_cells_and_on_centres():

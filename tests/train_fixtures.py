@@ -34,6 +34,28 @@ def make_prepared(root: Path, n: int = 8) -> Path:
     return out
 
 
+def annotate_crops(prepared: Path, fields) -> Path:
+    """Add `fields(i)` (a dict: scene_type, objects, window...) to crop i's record in captions.json."""
+    caps = json.loads((prepared / "captions.json").read_text())
+    for i, a in enumerate(caps["annotations"]):
+        a.update(fields(i))
+    (prepared / "captions.json").write_text(json.dumps(caps))
+    return prepared
+
+
+def fitted_concepts(model, prepared: Path, features_dir: Path):
+    """(model, FrozenFeatures, train examples, summary) with the model's concept heads fitted on
+    the prepared train split (feature statistics first, as Stage I does)."""
+    from rsmoe.training.concepts import fit_concept_heads
+    from rsmoe.training.data import load_examples
+    from rsmoe.training.features import FrozenFeatures
+
+    examples = load_examples(prepared, "train", 3)
+    features = FrozenFeatures(model, features_dir)
+    features.fit_feature_stats([e.image for e in examples])
+    return model, features, examples, fit_concept_heads(model, features, examples)
+
+
 # DOTA annotations for two test crops, so grounding has something to check against
 TEST_OBJECTS = {0: [{"category": "plane"}] * 7 + [{"category": "small-vehicle"}] * 3,
                 1: [{"category": "large-vehicle"}] * 4 + [{"category": "small-vehicle"}] * 6}
