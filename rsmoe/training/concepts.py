@@ -369,7 +369,8 @@ def predict_concepts(model, features, images: Sequence) -> list[dict] | None:
     out = []
     with torch.no_grad():
         for p in images:
-            pooled = model.vlm.pooled(model.vlm.standardized(features.image_tokens([p])))
+            tokens = model.vlm.standardized(features.image_tokens([p]))
+            pooled = model.vlm.pooled(tokens)
             row = {}
             if q.has_scene_tokens:
                 row["scene"] = q.scene_types[int(model.vlm.scene_logits(pooled).argmax())]
@@ -377,7 +378,7 @@ def predict_concepts(model, features, images: Sequence) -> list[dict] | None:
                 slots = model.vlm.object_slots(pooled)
                 row["objects"] = [q.object_classes[i] for i in slots[0].tolist() if i < len(q.object_classes)]
             if q.has_position_tokens:
-                cells = model.vlm.cell_logits(model.vlm.cell_features(model.vlm.standardized(features.image_tokens([p]))))
+                cells = model.vlm.cell_logits(model.vlm.cell_features(tokens))
                 row["positions"] = {q.object_classes[i]: PLACEMENTS[j] for i, j in
                                     zip(slots[0].tolist(), model.vlm.placements_of(cells, slots)[0].tolist())
                                     if i < len(q.object_classes)}
