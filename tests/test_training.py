@@ -325,7 +325,7 @@ def test_content_heads_loss_on_known_inputs():
 def test_content_loss_trains_the_image_path_and_leaves_nothing_in_the_model(project, tmp_path):
     prepared = _annotated(project, tmp_path)
     examples = load_examples(prepared, "train", 3)
-    assert examples[1].content == {"scene_type": "harbor", "counts": {"plane": 1, "ship": 1}}
+    assert examples[1].content == {"scene_type": "harbor", "counts": {"plane": 1, "ship": 1}, "cells": {}}
     params = tiny_params(tmp_path, paths={"prepared": str(prepared)}, train={"content_loss": 1.0},
                          stage1={"max_steps": 3})
     stage1.run(params)
