@@ -37,6 +37,17 @@ def _placements() -> tuple[tuple[str, ...], list[int]]:
 PLACEMENTS, _PLACEMENT_OF_MASK = _placements()
 
 
+def placement_indices(cell_logits: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
+    """(..., 9) one class's cell logits -> (...) PLACEMENTS indices: the position rule on the cells
+    with logit > 0, the likeliest cell when none is. `table` is the mask -> phrase table on the
+    logits' device (the module's buffer; built here when None)."""
+    table = torch.tensor(_PLACEMENT_OF_MASK, device=cell_logits.device) if table is None else table
+    on = (cell_logits > 0) | ((cell_logits == cell_logits.max(-1, keepdim=True).values)
+                              & ~(cell_logits > 0).any(-1, keepdim=True))
+    bits = torch.tensor([1 << i for i in range(cell_logits.shape[-1])], device=cell_logits.device)
+    return table[(on.long() * bits).sum(-1)]
+
+
 @lru_cache(maxsize=8)
 def _cell_pool(side: int) -> torch.Tensor:
     """(9, side * side): averages a square grid of tokens (row-major, row 0 the top) over each
@@ -170,10 +181,7 @@ class VLMEncoder(nn.Module):
         none is), len(PLACEMENTS) (the empty phrase) for an empty slot. A gather, so ONNX keeps it."""
         k = len(self.spec.object_classes)
         idx = slots.clamp(max=k - 1).unsqueeze(1).expand(-1, cell_logits.shape[1], -1)
-        per = cell_logits.gather(2, idx).transpose(1, 2)  # (B, slots, 9)
-        on = (per > 0) | ((per == per.max(-1, keepdim=True).values) & ~(per > 0).any(-1, keepdim=True))
-        bits = torch.tensor([1 << i for i in range(per.shape[-1])], device=per.device)
-        phrase = self.placement_of_mask[(on.long() * bits).sum(-1)]
+        phrase = placement_indices(cell_logits.gather(2, idx).transpose(1, 2), self.placement_of_mask)  # (B, slots)
         return torch.where(slots < k, phrase, torch.full_like(phrase, len(PLACEMENTS)))
 
     def scene_logits(self, pooled: torch.Tensor) -> torch.Tensor:
