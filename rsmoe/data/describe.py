@@ -249,6 +249,12 @@ def _placement(g: _Group) -> _Placement:
     return _Placement("scattered")
 
 
+def unit_centre(center: Sequence[float], size: float) -> tuple[float, float]:
+    """A centre in crop pixels -> normalised to [0, 1) the way `_Group.xy` does (clipped)."""
+    x, y = (min(max(float(v) / size, 0.0), 0.999) for v in center)
+    return x, y
+
+
 def cell_index(x: float, y: float) -> int:
     """The 3x3 cell (3 * row + column, row 0 the top) of a centre normalised to [0, 1)."""
     return 3 * min(int(y * 3), 2) + min(int(x * 3), 2)

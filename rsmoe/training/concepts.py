@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from rsmoe.data.describe import NOUNS, centres_placement
+from rsmoe.data.describe import NOUNS, centres_placement, unit_centre
 from rsmoe.data.images import DIHEDRAL_VIEWS, dihedral_view
 from rsmoe.model.presets import OBJECT_NAME_TOKENS
 from rsmoe.model.vlm import PLACEMENTS, placement_indices
@@ -414,8 +414,7 @@ def _placements_told(positions: dict, record: dict) -> list[tuple[str, str]]:
     size = float(record["window"][2])
     out = []
     for c, said in positions.items():
-        centres = [tuple(min(max(v / size, 0.0), 0.999) for v in o["center"]) for o in record["objects"]
-                   if o["category"] == c]
+        centres = [unit_centre(o["center"], size) for o in record["objects"] if o["category"] == c]
         if centres:
             out.append((said, centres_placement(centres)))
     return out

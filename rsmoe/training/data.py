@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rsmoe.data.aspects import expert_for, group_segments, split_caption
-from rsmoe.data.describe import cell_index
+from rsmoe.data.describe import cell_index, unit_centre
 from rsmoe.data.loaders import load_prepared, references, split_records
 from rsmoe.errors import InputError
 
@@ -97,8 +97,7 @@ def _content(record: dict) -> dict | None:
     for obj in record["objects"]:
         counts[obj["category"]] = counts.get(obj["category"], 0) + 1
         if size and obj.get("center"):
-            x, y = (min(max(v / size, 0.0), 0.999) for v in obj["center"])
-            cells.setdefault(obj["category"], set()).add(cell_index(x, y))
+            cells.setdefault(obj["category"], set()).add(cell_index(*unit_centre(obj["center"], size)))
     return {"scene_type": record.get("scene_type"), "counts": counts,
             "cells": {c: sorted(v) for c, v in cells.items()}}
 
